@@ -1,0 +1,127 @@
+"""
+Domain name normalisation.
+
+Every domain smtpsts accepts may be a U-label or an A-label, in any case, with
+or without the trailing root dot. The core works on one form only: lower-case
+A-labels without the trailing dot (RFC 8461 §3.1, §4.1; RFC 5890 for IDNA).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import idna
+
+from .exceptions import DomainNameError
+
+__all__ = ["MAX_LABEL", "MAX_NAME", "to_alabel", "to_ulabel"]
+
+MAX_LABEL = 63
+"""RFC 1035 §2.3.4: a label is at most 63 octets."""
+
+MAX_NAME = 253
+"""RFC 1035 §2.3.4: 255 octets on the wire is 253 characters of text without the root dot."""
+
+# RFC 5321 §4.1.2 sub-domain = Let-dig [Ldh-str]; underscores only where allowed
+# (service labels such as _mta-sts, _25, _tcp).
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+_LDH_UNDERSCORE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\Z")
+
+
+def to_alabel(name: str | bytes, *, allow_underscore: bool = False) -> str:
+    """
+    Normalise a domain name to lower-case A-labels without the trailing dot.
+
+    Args:
+        name: The name, as U-labels or A-labels, any case, with or without
+            one trailing dot. Bytes must be UTF-8.
+        allow_underscore: Accept ``_`` in labels (service names such as
+            ``_mta-sts.example.com``); host names never have them.
+
+    Returns:
+        The normalised name, for example ``"xn--mx-lka.example"`` for
+        ``"MØX.example."``.
+
+    Raises:
+        smtpsts.DomainNameError: The name is empty, has an empty label, a
+            label over 63 octets, is over 253 octets, has characters a host
+            name cannot have, or is not valid IDNA 2008.
+    """
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DomainNameError(
+                f"domain name is not UTF-8: {name!r}", offset=e.start, reason="invalid-name"
+            ) from None
+    return _to_alabel(name, allow_underscore)
+
+
+@functools.lru_cache(maxsize=4096)
+def _to_alabel(name: str, allow_underscore: bool) -> str:
+    text = name[:-1] if name.endswith(".") else name
+    if not text:
+        raise DomainNameError(f"empty domain name: {name!r}", offset=0, reason="invalid-name")
+    if not text.isascii():
+        try:
+            text = idna.encode(text, uts46=True, transitional=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as e:
+            raise DomainNameError(
+                f"domain name {name!r} is not valid IDNA 2008: {e}", reason="invalid-idna"
+            ) from None
+    text = text.lower()
+    if len(text) > MAX_NAME:
+        raise DomainNameError(
+            f"domain name is {len(text)} octets long; at most {MAX_NAME} are allowed",
+            offset=MAX_NAME,
+            reason="name-too-long",
+        )
+    pattern = _LDH_UNDERSCORE if allow_underscore else _LDH
+    offset = 0
+    for label in text.split("."):
+        if not label:
+            raise DomainNameError(
+                f"empty label in domain name {name!r}", offset=offset, reason="empty-label"
+            )
+        if len(label) > MAX_LABEL:
+            raise DomainNameError(
+                f"label {label[:16]!r}... in {name!r} is {len(label)} octets; at most 63 allowed",
+                offset=offset,
+                reason="label-too-long",
+            )
+        if not pattern.match(label):
+            raise DomainNameError(
+                f"label {label!r} in {name!r} is not a valid host name label "
+                "(letters, digits and inner hyphens only)",
+                offset=offset,
+                reason="invalid-label",
+            )
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError) as e:
+                raise DomainNameError(
+                    f"label {label!r} in {name!r} is not a valid A-label: {e}",
+                    offset=offset,
+                    reason="invalid-idna",
+                ) from None
+        offset += len(label) + 1
+    return text
+
+
+def to_ulabel(name: str) -> str:
+    """
+    Turn a normalised name back into U-labels, for display only.
+
+    Args:
+        name: A name as :func:`to_alabel` returns it.
+
+    Returns:
+        The name with every ``xn--`` label decoded; the input itself when it
+        cannot be decoded.
+    """
+    try:
+        return str(idna.decode(name))
+    except (idna.IDNAError, UnicodeError):
+        return name
