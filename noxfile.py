@@ -48,8 +48,14 @@ def _ensure_services(session: nox.Session) -> None:
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
     session.run(
-        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing,
-        external=True, env=env,
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        *missing,
+        external=True,
+        env=env,
     )
 
 
@@ -115,18 +121,19 @@ def vectors(session: nox.Session) -> None:
     session.run("smtpsts", "vectors", "run")
     out = session.create_tmp()
     session.run("smtpsts", "vectors", "export", out)
-    session.run("smtpsts", "vectors", "run", *sorted(
-        os.path.join(out, f) for f in os.listdir(out) if f.endswith(".json")
-    ))
+    session.run(
+        "smtpsts",
+        "vectors",
+        "run",
+        *sorted(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".json")),
+    )
 
 
 @nox.session(python=PYTHON)
 def conformance(session: nox.Session) -> None:
     """Check docs/conformance.md is current and the foundation groups are fully covered."""
     session.run("python", "tools/conformance.py", "--check", external=True)
-    session.run(
-        "python", "tools/conformance.py", "--require", *REQUIRED_CONFORMANCE, external=True
-    )
+    session.run("python", "tools/conformance.py", "--require", *REQUIRED_CONFORMANCE, external=True)
 
 
 @nox.session(python=PYTHON)
@@ -136,8 +143,16 @@ def build(session: nox.Session) -> None:
     shutil.rmtree("dist", ignore_errors=True)
     session.run("python", "-m", "build")
     listing = subprocess.run(
-        ["python", "-m", "zipfile", "-l", *(f"dist/{f}" for f in os.listdir("dist") if f.endswith(".whl"))],
-        check=True, capture_output=True, text=True,
+        [
+            "python",
+            "-m",
+            "zipfile",
+            "-l",
+            *(f"dist/{f}" for f in os.listdir("dist") if f.endswith(".whl")),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     for needed in ("smtpsts/py.typed", "smtpsts/vectors/sts-policy.json"):
         if needed not in listing:

@@ -1,6 +1,5 @@
 """
-smtpsts: MTA-STS (RFC 8461), SMTP TLS Reporting (RFC 8460) and DANE for SMTP
-(RFC 7672) as protocol primitives.
+MTA-STS (RFC 8461), SMTP TLS Reporting (RFC 8460) and DANE for SMTP (RFC 7672).
 
 This package is the sans-I/O core: it contains no networking code at all, reads
 no clock and draws no random numbers. Callers pass ``now`` and data in and get
@@ -10,7 +9,6 @@ data back. The adapters that talk to DNS, HTTPS, TLS and stores live in
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ._names import to_alabel
@@ -24,6 +22,9 @@ from .exceptions import (
     UsageError,
     ValidationError,
 )
+from .mx import MXPattern
+from .policy import Mode, Policy
+from .record import RecordSelection, SelectionStatus, STSRecord, select_sts_record
 
 __all__ = [
     "DomainNameError",
@@ -38,21 +39,12 @@ __all__ = [
     "ResultType",
     "SMTPSTSError",
     "STSRecord",
+    "SelectionStatus",
     "UsageError",
     "ValidationError",
     "select_sts_record",
     "to_alabel",
 ]
-
-# Names provided by modules that land in stages; resolved on first use.
-_LAZY = {
-    "STSRecord": "smtpsts.record",
-    "RecordSelection": "smtpsts.record",
-    "select_sts_record": "smtpsts.record",
-    "Policy": "smtpsts.policy",
-    "Mode": "smtpsts.policy",
-    "MXPattern": "smtpsts.mx",
-}
 
 
 def __getattr__(name: str) -> Any:
@@ -60,7 +52,4 @@ def __getattr__(name: str) -> Any:
         from importlib.metadata import version  # noqa: PLC0415
 
         return version("smtpsts")
-    module = _LAZY.get(name)
-    if module is not None:
-        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'smtpsts' has no attribute {name!r}")

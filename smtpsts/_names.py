@@ -60,7 +60,7 @@ def to_alabel(name: str | bytes, *, allow_underscore: bool = False) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _to_alabel(name: str, allow_underscore: bool) -> str:
-    text = name[:-1] if name.endswith(".") else name
+    text = name.removesuffix(".")
     if not text:
         raise DomainNameError(f"empty domain name: {name!r}", offset=0, reason="invalid-name")
     if not text.isascii():

@@ -120,9 +120,10 @@ class ParseError(SMTPSTSError, ValueError):
 
 class DomainNameError(ParseError):
     """
-    A domain name is not a valid host name (empty label, label over 63 octets,
-    name over 253 octets, a character outside letters/digits/hyphen, or
-    invalid IDNA).
+    A domain name is not a valid host name.
+
+    For example an empty label, a label over 63 octets, a name over 253
+    octets, a character outside letters, digits and hyphen, or invalid IDNA.
     """
 
 
@@ -169,8 +170,8 @@ class ValidationError(SMTPSTSError):
 
 class UsageError(SMTPSTSError, RuntimeError):
     """
-    The caller misused an API, for example fed the policy machine a result it
-    did not ask for.
+    The caller misused an API.
 
+    For example, it fed the policy machine a result it did not ask for.
     Never caused by data from the network.
     """

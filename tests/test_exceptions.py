@@ -29,7 +29,13 @@ def test_base_classes_are_abstract():
 
 @pytest.mark.parametrize(
     "cls",
-    [DomainNameError, RecordSyntaxError, PolicySyntaxError, TLSRPTRecordSyntaxError, ReportSyntaxError],
+    [
+        DomainNameError,
+        RecordSyntaxError,
+        PolicySyntaxError,
+        TLSRPTRecordSyntaxError,
+        ReportSyntaxError,
+    ],
 )
 def test_parse_errors_are_value_errors(cls):
     """Every parse error is a ParseError, an SMTPSTSError and a ValueError."""

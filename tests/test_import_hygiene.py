@@ -24,9 +24,7 @@ def _modules_after_import(*names: str) -> set[str]:
 
 
 def _offenders(modules: set[str]) -> list[str]:
-    return sorted(
-        m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)
-    )
+    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
 
 
 def test_import_smtpsts_pulls_in_no_io():
@@ -46,7 +44,9 @@ def test_core_modules_pull_in_no_io():
         for m in pkgutil.iter_modules(smtpsts.__path__)
         if m.name not in {"io", "stores", "_cli", "__main__", "lab", "postfix"}
     ]
-    core += ["smtpsts.tlsrpt." + m.name for m in pkgutil.iter_modules([f"{smtpsts.__path__[0]}/tlsrpt"])]
+    core += [
+        "smtpsts.tlsrpt." + m.name for m in pkgutil.iter_modules([f"{smtpsts.__path__[0]}/tlsrpt"])
+    ]
     assert "smtpsts.exceptions" in core
     modules = _modules_after_import(*core)
     assert [] == _offenders(modules)

@@ -59,7 +59,9 @@ class TestFormat:
             (_doc(cases=["x"]), "must be an object"),
             (_doc(cases=[{"id": "Bad Id"}]), "id must match"),
             (
-                _doc(cases=[{"id": "a", "input": 1, "expect": 1, "conformance": ["STS-REC-01"]}] * 2),
+                _doc(
+                    cases=[{"id": "a", "input": 1, "expect": 1, "conformance": ["STS-REC-01"]}] * 2
+                ),
                 "duplicate id",
             ),
             (_doc(cases=[{"id": "a", "expect": 1, "conformance": ["STS-REC-01"]}]), "input"),
@@ -106,7 +108,9 @@ class TestRun:
 
         monkeypatch.setattr(vectors, "_checker", lambda group: differ)
         results = vectors.run([_doc()])
-        assert [vectors.CaseResult("sts-record", "a", ok=False, message="expected 1, got 2")] == results
+        assert [
+            vectors.CaseResult("sts-record", "a", ok=False, message="expected 1, got 2")
+        ] == results
 
     def test_load_unknown_group_is_empty(self):
         """A group that ships no file has no cases."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "main"]
 
 COMMANDS = (
+    "smtpsts._cli.lint",
     "smtpsts._cli.vectors",
 )
 """Modules that contribute sub-commands, in the order ``--help`` lists them."""

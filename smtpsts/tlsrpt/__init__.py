@@ -9,10 +9,26 @@ from __future__ import annotations
 
 from .._vocab import PolicyType, ResultType
 from ..exceptions import ReportSyntaxError, TLSRPTRecordSyntaxError
+from .record import (
+    HTTPSEndpoint,
+    MailtoEndpoint,
+    SelectionStatus,
+    TLSRPTRecord,
+    TLSRPTRecordSelection,
+    UnsupportedEndpoint,
+    select_tlsrpt_record,
+)
 
 __all__ = [
+    "HTTPSEndpoint",
+    "MailtoEndpoint",
     "PolicyType",
     "ReportSyntaxError",
     "ResultType",
+    "SelectionStatus",
+    "TLSRPTRecord",
+    "TLSRPTRecordSelection",
     "TLSRPTRecordSyntaxError",
+    "UnsupportedEndpoint",
+    "select_tlsrpt_record",
 ]

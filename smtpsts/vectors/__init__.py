@@ -159,6 +159,7 @@ def load_document(source: str | bytes | Path) -> dict[str, Any]:
     Raises:
         VectorFormatError: The document does not follow the format.
     """
+    text: str | bytes
     if isinstance(source, Path):
         origin, text = str(source), source.read_bytes()
     else:
