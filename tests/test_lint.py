@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from smtpsts import Policy, PolicySyntaxError
 from smtpsts._cli import main
 from smtpsts.lint import Problem, Severity, lint_policy, lint_record, record_kind

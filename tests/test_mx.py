@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from smtpsts import MXPattern, ParseError, PolicySyntaxError, vectors
 from smtpsts.mx import MXPatternSet, normalize_mx_host
 

@@ -1,6 +1,8 @@
 """
-SMTP TLS Reporting (RFC 8460): the ``_smtp._tls`` record, the report model,
-aggregation, serialisation and parsing of received reports.
+SMTP TLS Reporting (RFC 8460).
+
+The ``_smtp._tls`` record, the report model, aggregation, serialisation and
+parsing of received reports.
 
 Pure like the rest of the core; delivery of reports lives in :mod:`smtpsts.io`.
 """
