@@ -1,0 +1,1047 @@
+"""
+The MTA-STS policy cache and the sans-I/O policy machine (RFC 8461 §3.3, §5.1).
+
+Theory of operation: the policy cache
+=====================================
+
+One :class:`PolicyResolution` serves one lookup of one policy domain. It is
+built from the domain, the stored :class:`CacheEntry` (or ``None``), the
+current time and a :class:`PolicyConfig`. It never does I/O and never reads a
+clock: :meth:`PolicyResolution.next_action` says what it needs next
+(:class:`~smtpsts.actions.LookupTXT`, then maybe
+:class:`~smtpsts.actions.FetchPolicy`), the driver performs it and feeds the
+result to :meth:`PolicyResolution.receive`, and in the end ``next_action()``
+returns :class:`~smtpsts.actions.Resolved`: the :class:`PolicyOutcome` to
+apply and the entry to write back. This is dnspython's ``_Resolution`` split
+with h11's calling convention.
+
+Rules, in the order a lookup meets them (CONFORMANCE.md §2.3, §2.6):
+
+* An entry is *live* while ``now < expires_at``, where ``expires_at`` is the
+  fetch time plus the policy's effective ``max_age``; an entry is never
+  applied one second longer (STS-CACHE-03). ``max_age: 0`` is never cached
+  (STS-POL-21). Only a successful fetch sets ``fetched_at`` (STS-CACHE-12).
+* A live negative entry ("no STS record", kept for the DNS TTL but at most
+  :attr:`PolicyConfig.negative_ttl_max`) answers without any DNS query.
+* Otherwise the TXT record is checked on every lookup (STS-CACHE-08).
+  The same ``id`` as a live entry means the cached policy, with no fetch
+  (STS-CACHE-04). A different ``id``, or no live entry, means a fetch
+  (STS-CACHE-05), unless that ``id`` failed to fetch less than
+  :attr:`PolicyConfig.backoff` seconds ago (STS-FETCH-14, STS-CACHE-15).
+* A TXT answer never disables a live policy (SEC-02): no record, several
+  records, a record syntax error or a DNS failure with a live policy means
+  the cached policy, reported as ``sts-policy-fetch-error`` with the reason
+  suffix ``+fallback-to-cached-policy`` (STS-CACHE-07, STS-FETCH-16). Without
+  a live policy they mean no policy; a DNS failure also flags
+  ``temporary_error`` (and ``defer`` when configured, AMB-16).
+* A live mode ``none`` entry whose record is definitively gone is deleted,
+  so MTA-STS can be retired cleanly (STS-CACHE-14).
+* A fetched valid policy always replaces the entry, even a weaker one
+  (STS-CACHE-13). Mode ``none`` is stored as "no policy" (AMB-24).
+* A failed fetch (or an invalid policy) keeps a live entry in use
+  (STS-CACHE-06) or yields no policy (STS-FETCH-15), and stores a backoff
+  marker for the ``id`` that failed.
+* A *refresh* (``refresh=True``, STS-CACHE-10, AMB-17) always fetches, even
+  when the ``id`` is unchanged or the TXT lookup gave nothing usable, as long
+  as a live entry says which ``id`` to fetch for.
+
+Every state change is one row of :data:`TRANSITIONS` (h11's "rule 1": all of
+it lives in this file); ``docs/_scripts/state_diagram.py`` renders that table
+as the diagram in ``docs/state-machine.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import attrs
+
+from ._names import to_alabel
+from ._vocab import ResultType
+from .actions import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    FetchFailed,
+    FetchPolicy,
+    HTTPResponse,
+    LookupTXT,
+    Resolved,
+    TXTAnswer,
+    TXTFailure,
+    TXTNotFound,
+    policy_request,
+    sts_qname,
+)
+from .exceptions import ParseError, UsageError
+from .policy import MAX_AGE_LIMIT, Mode, Policy
+from .record import RecordSelection, SelectionStatus, select_sts_record
+from .tlsrpt.session import PolicyInfo
+
+__all__ = [
+    "ANSWERS",
+    "CACHE_FORMAT_VERSION",
+    "DEFAULT_CONFIG",
+    "FALLBACK_SUFFIX",
+    "TRANSITIONS",
+    "CacheEntry",
+    "CacheEntryFormatError",
+    "PolicyConfig",
+    "PolicyFailure",
+    "PolicyOutcome",
+    "PolicyResolution",
+    "PolicySource",
+    "ResolutionEvent",
+    "ResolutionState",
+    "Transition",
+    "cached_outcome",
+]
+
+CACHE_FORMAT_VERSION: Final = 1
+"""The ``"v"`` member of :meth:`CacheEntry.to_json` documents."""
+
+FALLBACK_SUFFIX: Final = "+fallback-to-cached-policy"
+"""Appended to a reason code when a cached policy was applied instead (§4.4)."""
+
+
+class CacheEntryFormatError(ParseError):
+    """
+    A stored cache document is not a valid :class:`CacheEntry`.
+
+    Its version ``"v"`` is unknown, or a member is missing or malformed.
+    """
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _aware(_instance: object, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{attribute.name} must be timezone-aware, got {value!r}")
+
+
+def _check_domain(_instance: object, _attribute: object, value: str) -> None:
+    if to_alabel(value) != value:
+        raise ValueError(f"domain must be a lower-case A-label without trailing dot: {value!r}")
+
+
+@attrs.frozen
+class CacheEntry:
+    """
+    What the cache knows about one policy domain (RFC 8461 §3.3, STS-CACHE-02).
+
+    One value describes every kind of entry: a policy entry (``policy`` set),
+    a mode ``none`` entry ("no policy" until ``expires_at``), a backoff marker
+    (``backoff_id`` failed to fetch; no fetch for it before
+    ``backoff_until``), a negative entry (no STS record until
+    ``negative_until``), or a policy entry that also holds a backoff marker.
+
+    Attributes:
+        domain: The policy domain: lower-case A-label, no trailing dot (STS-CACHE-01).
+        record_id: The TXT ``id`` the policy was fetched for.
+        policy: The parsed policy; ``None`` for no policy, including mode
+            ``none`` (AMB-24).
+        fetched_at: When the policy was fetched (only a fetch moves it, STS-CACHE-12).
+        expires_at: ``fetched_at`` plus the effective ``max_age``; the entry
+            is live while ``now < expires_at`` (STS-CACHE-03).
+        last_checked: When the TXT ``id`` was last seen unchanged.
+        backoff_until: No fetch for ``backoff_id`` before this time (STS-FETCH-14).
+        backoff_id: The ``id`` whose fetch failed.
+        negative_until: The domain had no STS record; trust that until this time.
+    """
+
+    domain: str = attrs.field(validator=_check_domain)
+    record_id: str | None = None
+    policy: Policy | None = None
+    fetched_at: datetime | None = attrs.field(default=None, validator=_aware)
+    expires_at: datetime | None = attrs.field(default=None, validator=_aware)
+    last_checked: datetime | None = attrs.field(default=None, validator=_aware)
+    backoff_until: datetime | None = attrs.field(default=None, validator=_aware)
+    backoff_id: str | None = None
+    negative_until: datetime | None = attrs.field(default=None, validator=_aware)
+    # The outcome of applying this entry, built on first use (cached_outcome).
+    _outcome: PolicyOutcome | None = attrs.field(default=None, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.expires_at is not None and (self.record_id is None or self.fetched_at is None):
+            raise ValueError("an entry with expires_at needs record_id and fetched_at")
+        if self.policy is not None and self.expires_at is None:
+            raise ValueError("a policy entry needs expires_at")
+        if self.policy is not None and self.policy.mode is Mode.NONE:
+            raise ValueError("mode none is stored as no policy (policy=None)")
+        if (self.backoff_until is None) != (self.backoff_id is None):
+            raise ValueError("backoff_until and backoff_id go together")
+
+    @property
+    def mode(self) -> Mode | None:
+        """
+        The cached mode.
+
+        The policy's mode, :attr:`Mode.NONE` for a mode ``none`` entry, or
+        ``None`` when the entry holds no policy answer at all.
+        """
+        if self.policy is not None:
+            return self.policy.mode
+        return Mode.NONE if self.expires_at is not None else None
+
+    def is_live(self, now: datetime) -> bool:
+        """
+        Whether the cached policy answer may be applied at ``now`` (STS-CACHE-03).
+
+        Args:
+            now: The current time (timezone-aware).
+
+        Returns:
+            ``True`` while ``now < expires_at``; never for a backoff or
+            negative entry.
+        """
+        return self.expires_at is not None and now < self.expires_at
+
+    def in_backoff(self, record_id: str, now: datetime) -> bool:
+        """
+        Whether a fetch for ``record_id`` must wait (STS-FETCH-14, STS-CACHE-15).
+
+        Args:
+            record_id: The TXT ``id`` that would be fetched.
+            now: The current time.
+
+        Returns:
+            ``True`` when that ``id`` failed and the backoff has not ended.
+        """
+        return (
+            self.backoff_id == record_id
+            and self.backoff_until is not None
+            and now < self.backoff_until
+        )
+
+    def is_negative(self, now: datetime) -> bool:
+        """
+        Whether a negative entry ("no STS record") is still live.
+
+        Args:
+            now: The current time.
+
+        Returns:
+            ``True`` while ``now < negative_until``.
+        """
+        return self.negative_until is not None and now < self.negative_until
+
+    def to_json(self) -> str:
+        """
+        Serialise the entry as the versioned document every store keeps.
+
+        Returns:
+            Compact JSON: ``{"v": 1, "domain": ..., "record_id": ...,
+            "policy": <raw policy text or null>, "fetched_at": ..., ...}``,
+            times as RFC 3339 UTC strings, absent values as ``null``.
+        """
+        return json.dumps(
+            {
+                "v": CACHE_FORMAT_VERSION,
+                "domain": self.domain,
+                "record_id": self.record_id,
+                "policy": None if self.policy is None else self.policy.text,
+                "lenient": self.policy is not None and self.policy.lenient,
+                "fetched_at": _time_to_json(self.fetched_at),
+                "expires_at": _time_to_json(self.expires_at),
+                "last_checked": _time_to_json(self.last_checked),
+                "backoff_until": _time_to_json(self.backoff_until),
+                "backoff_id": self.backoff_id,
+                "negative_until": _time_to_json(self.negative_until),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> CacheEntry:
+        """
+        Read a document written by :meth:`to_json`.
+
+        Args:
+            data: The JSON document.
+
+        Returns:
+            The entry, its policy parsed again from the stored raw text.
+
+        Raises:
+            CacheEntryFormatError: The document is not JSON, has an unknown
+                version ``"v"``, or a member is missing or malformed.
+        """
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CacheEntryFormatError(f"cache entry is not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise CacheEntryFormatError("cache entry must be a JSON object")
+        version = doc.get("v")
+        if version != CACHE_FORMAT_VERSION:
+            raise CacheEntryFormatError(
+                f"unknown cache entry version {version!r} (this smtpsts reads v"
+                f"{CACHE_FORMAT_VERSION}); the store was written by another smtpsts version"
+            )
+        try:
+            text = _opt(doc, "policy", str)
+            policy = None
+            if text is not None:
+                policy = Policy.from_text(text, lenient=_opt(doc, "lenient", bool) or False)
+            return cls(
+                domain=_req(doc, "domain", str),
+                record_id=_opt(doc, "record_id", str),
+                policy=policy,
+                fetched_at=_time_from_json(doc, "fetched_at"),
+                expires_at=_time_from_json(doc, "expires_at"),
+                last_checked=_time_from_json(doc, "last_checked"),
+                backoff_until=_time_from_json(doc, "backoff_until"),
+                backoff_id=_opt(doc, "backoff_id", str),
+                negative_until=_time_from_json(doc, "negative_until"),
+            )
+        except CacheEntryFormatError:
+            raise
+        except (ValueError, TypeError) as e:  # PolicySyntaxError, DomainNameError included
+            raise CacheEntryFormatError(f"invalid cache entry: {e}") from None
+
+
+def _time_to_json(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _req(doc: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    value = _opt(doc, key, kind)
+    if value is None:
+        raise CacheEntryFormatError(f"cache entry lacks {key!r}")
+    return value
+
+
+def _opt(doc: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    value = doc.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise CacheEntryFormatError(f"cache entry member {key!r} must be {kind.__name__}")
+    return value
+
+
+def _time_from_json(doc: dict[str, Any], key: str) -> datetime | None:
+    text = _opt(doc, key, str)
+    if text is None:
+        return None
+    value = datetime.fromisoformat(text)
+    if value.utcoffset() is None:
+        raise CacheEntryFormatError(f"cache entry member {key!r} lacks a UTC offset")
+    return value
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
+@attrs.frozen
+class PolicyConfig:
+    """
+    The knobs of the policy machine.
+
+    Attributes:
+        backoff: Seconds without a new fetch for an ``id`` whose fetch failed
+            (RFC 8461 §3.3 asks for at least 300; STS-FETCH-14).
+        negative_ttl_max: Upper bound in seconds for caching "no STS record"
+            (the DNS TTL is used up to this); ``0`` disables negative caching.
+        defer_on_dns_error: Defer delivery when the TXT lookup fails
+            temporarily and nothing is cached (AMB-16; default: deliver as if
+            there were no policy).
+        max_age_cap: Upper bound in seconds for the cache lifetime of a
+            policy, at most 31557600 (AMB-05).
+        touch_interval: A cache hit rewrites the entry (to move
+            ``last_checked``) at most this often, in seconds.
+        max_bytes: The policy body cap (STS-FETCH-12).
+        timeout: The whole-fetch deadline in seconds (STS-FETCH-11).
+        require_text_plain: Insist on ``text/plain`` (AMB-06).
+    """
+
+    backoff: int = attrs.field(default=300, validator=_non_negative)
+    negative_ttl_max: int = attrs.field(default=3600, validator=_non_negative)
+    defer_on_dns_error: bool = False
+    max_age_cap: int = attrs.field(default=MAX_AGE_LIMIT, validator=_non_negative)
+    touch_interval: int = attrs.field(default=3600, validator=_non_negative)
+    max_bytes: int = attrs.field(default=DEFAULT_MAX_BYTES, validator=_non_negative)
+    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, validator=_non_negative)
+    require_text_plain: bool = True
+
+
+DEFAULT_CONFIG: Final = PolicyConfig()
+
+
+class PolicySource(enum.StrEnum):
+    """
+    Where the applied policy answer came from.
+    """
+
+    FRESH = "fresh"
+    """Fetched during this lookup."""
+
+    CACHED = "cached"
+    """A live cache entry."""
+
+    NONE = "none"
+    """No policy answer: the domain has no usable MTA-STS policy."""
+
+
+@attrs.frozen
+class PolicyFailure:
+    """
+    A policy discovery failure, ready for TLS-RPT (RFC 8460 §4.3.2.2).
+
+    Attributes:
+        result_type: ``sts-policy-fetch-error``, ``sts-policy-invalid`` or
+            ``sts-webpki-invalid`` (STS-FETCH-18).
+        reason: The ``failure-reason-code`` (CONFORMANCE.md §4.4), e.g.
+            ``http-404`` or ``timeout+fallback-to-cached-policy``.
+        detail: What happened, in words (for logs).
+    """
+
+    result_type: ResultType
+    reason: str
+    detail: str = ""
+
+    def with_fallback(self) -> PolicyFailure:
+        """
+        The same failure, marked as answered from the cache (§4.4).
+
+        Returns:
+            A copy whose reason ends in ``+fallback-to-cached-policy``.
+        """
+        return attrs.evolve(self, reason=self.reason + FALLBACK_SUFFIX)
+
+
+@attrs.frozen
+class PolicyOutcome:
+    """
+    What the MTA applies for a policy domain, and what TLS-RPT records.
+
+    Attributes:
+        domain: The policy domain (A-label).
+        policy: The policy to apply (mode ``enforce`` or ``testing``), or
+            ``None``: deliver as if the domain had no MTA-STS.
+        mode: The mode in force: the policy's, :attr:`Mode.NONE` for a mode
+            ``none`` policy, ``None`` when no policy was found.
+        source: Where the answer came from.
+        policy_info: The TLS-RPT policy descriptor for the sessions of this
+            delivery: ``sts`` with the policy strings, or ``no-policy-found``
+            (also for mode ``none``, AMB-24), or ``sts`` without strings when
+            a retrieval failure must be reported with no policy applied
+            (RPT-AGG-18).
+        record_id: The TXT ``id`` of the applied policy.
+        expires_at: When the applied policy stops being valid.
+        failure: The discovery failure to report, if any (STS-APPLY-12).
+        used_cache_after_failure: A cached policy was applied because
+            discovery failed (STS-FETCH-16, STS-CACHE-06, STS-CACHE-07).
+        temporary_error: The TXT lookup failed temporarily and nothing was
+            cached (``TEMPERROR``, STS-CACHE-09).
+        defer: The caller should defer delivery (only with
+            :attr:`PolicyConfig.defer_on_dns_error`, AMB-16).
+    """
+
+    domain: str
+    policy: Policy | None
+    mode: Mode | None
+    source: PolicySource
+    policy_info: PolicyInfo
+    record_id: str | None = None
+    expires_at: datetime | None = None
+    failure: PolicyFailure | None = None
+    used_cache_after_failure: bool = False
+    temporary_error: bool = False
+    defer: bool = False
+
+
+def _sts_info(domain: str, policy: Policy | None) -> PolicyInfo:
+    # RPT-AGG-18: without a policy the "sts" entry has no policy-string or mx-host.
+    return PolicyInfo.for_sts(domain, policy)
+
+
+def _no_policy_info(domain: str) -> PolicyInfo:
+    return PolicyInfo.no_policy_found(domain)
+
+
+def _entry_outcome(entry: CacheEntry, failure: PolicyFailure | None = None) -> PolicyOutcome:
+    # The outcome of applying a live entry (policy or mode none), optionally
+    # because discovery failed.
+    if failure is None and entry._outcome is not None:  # noqa: SLF001 -- this module's cache
+        return entry._outcome  # noqa: SLF001
+    policy = entry.policy
+    if policy is not None:
+        info = _sts_info(entry.domain, policy)
+    elif failure is not None:
+        info = _sts_info(entry.domain, None)
+    else:
+        # AMB-24: a mode none policy is reported as no-policy-found.
+        info = _no_policy_info(entry.domain)
+    outcome = PolicyOutcome(
+        domain=entry.domain,
+        policy=policy,
+        mode=entry.mode,
+        source=PolicySource.CACHED,
+        policy_info=info,
+        record_id=entry.record_id,
+        expires_at=entry.expires_at,
+        failure=None if failure is None else failure.with_fallback(),
+        used_cache_after_failure=failure is not None,
+    )
+    if failure is None:
+        object.__setattr__(entry, "_outcome", outcome)
+    return outcome
+
+
+def cached_outcome(entry: CacheEntry | None, now: datetime) -> PolicyOutcome | None:
+    """
+    The outcome of a live cache entry, without any lookup (the hot path).
+
+    Drivers that answer from the cache between TXT checks (or that run the
+    TXT check in the background) use this; :class:`PolicyResolution` gives
+    the same outcome for an unchanged ``id``. The outcome is built once per
+    entry and reused.
+
+    Args:
+        entry: The stored entry, or ``None``.
+        now: The current time.
+
+    Returns:
+        The cached outcome while the entry is live (STS-CACHE-03), else ``None``.
+    """
+    if entry is None or not entry.is_live(now):
+        return None
+    return _entry_outcome(entry)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+class ResolutionState(enum.Enum):
+    """
+    Where a :class:`PolicyResolution` is.
+    """
+
+    START = "start"
+    """Built; about to choose the first action."""
+
+    AWAIT_TXT = "await-txt"
+    """Waiting for the answer to :class:`~smtpsts.actions.LookupTXT`."""
+
+    AWAIT_POLICY = "await-policy"
+    """Waiting for the answer to :class:`~smtpsts.actions.FetchPolicy`."""
+
+    DONE = "done"
+    """:class:`~smtpsts.actions.Resolved` is final."""
+
+
+class ResolutionEvent(enum.Enum):
+    """
+    What the machine learnt, as the transition table names it.
+    """
+
+    NEGATIVE_CACHED = "negative-cached"
+    """A live negative entry answers; no DNS query."""
+    CHECK_TXT = "check-txt"
+    """The TXT record must be looked up."""
+    ID_UNCHANGED = "id-unchanged"
+    """The TXT ``id`` equals the live entry's."""
+    FETCH = "fetch"
+    """A new ``id`` (or no live entry): the policy must be fetched."""
+    REFRESH = "refresh"
+    """A refresh fetches for the live entry's ``id``."""
+    BACKOFF = "backoff"
+    """The ``id`` to fetch failed recently."""
+    NO_RECORD = "no-record"
+    """NXDOMAIN, NODATA, or no STS record among the TXT records."""
+    RECORD_INVALID = "record-invalid"
+    """Several STS records, or one with a syntax error."""
+    DNS_FAILURE = "dns-failure"
+    """The TXT lookup failed temporarily."""
+    POLICY_FETCHED = "policy-fetched"
+    """A valid ``enforce`` or ``testing`` policy was fetched."""
+    POLICY_NONE = "policy-none"
+    """A valid mode ``none`` policy was fetched."""
+    POLICY_INVALID = "policy-invalid"
+    """The fetched body is not a valid policy."""
+    FETCH_FAILED = "fetch-failed"
+    """The fetch failed, or the response broke the fetch rules."""
+
+
+@attrs.frozen
+class Transition:
+    """
+    One row of the transition table.
+
+    Attributes:
+        source: The state the machine is in.
+        event: What it learnt.
+        target: The state it moves to.
+        effect: What it does, in words (the docs show this).
+        conformance: The CONFORMANCE.md IDs the row implements.
+    """
+
+    source: ResolutionState
+    event: ResolutionEvent
+    target: ResolutionState
+    effect: str
+    conformance: tuple[str, ...] = ()
+
+
+_S = ResolutionState
+_E = ResolutionEvent
+
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition(
+        _S.START,
+        _E.NEGATIVE_CACHED,
+        _S.DONE,
+        "live negative entry, not a refresh: no policy, no DNS query",
+        ("STS-CACHE-08",),
+    ),
+    Transition(
+        _S.START,
+        _E.CHECK_TXT,
+        _S.AWAIT_TXT,
+        "ask `LookupTXT(_mta-sts.<domain>.)`",
+        ("STS-REC-01", "STS-CACHE-08"),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.ID_UNCHANGED,
+        _S.DONE,
+        "one valid record, same id as the live entry: cached policy, no fetch",
+        ("STS-CACHE-04",),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.FETCH,
+        _S.AWAIT_POLICY,
+        "one valid record, new id or no live entry, not in backoff: ask FetchPolicy",
+        ("STS-CACHE-05", "STS-FETCH-19", "STS-CACHE-15"),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.REFRESH,
+        _S.AWAIT_POLICY,
+        "refresh with a live entry: ask FetchPolicy even for an unchanged or unusable record",
+        ("STS-CACHE-10", "AMB-17"),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.BACKOFF,
+        _S.DONE,
+        "the id to fetch failed less than `backoff` ago: live entry, else no policy;"
+        " reason backoff-after-recent-fetch-error",
+        ("STS-FETCH-14",),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.NO_RECORD,
+        _S.DONE,
+        "NXDOMAIN, NODATA or no STS record: live policy kept (fallback), live mode none"
+        " deleted, else no policy (negative entry for the TTL)",
+        ("STS-CACHE-07", "STS-CACHE-14", "SEC-02"),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.RECORD_INVALID,
+        _S.DONE,
+        "several STS records or a syntax error: live entry kept (fallback), else no policy",
+        ("STS-REC-13", "STS-REC-14", "STS-CACHE-07"),
+    ),
+    Transition(
+        _S.AWAIT_TXT,
+        _E.DNS_FAILURE,
+        _S.DONE,
+        "SERVFAIL or timeout: live entry kept (fallback), else no policy with"
+        " temporary_error (defer if configured)",
+        ("STS-CACHE-07", "STS-CACHE-09", "AMB-16"),
+    ),
+    Transition(
+        _S.AWAIT_POLICY,
+        _E.POLICY_FETCHED,
+        _S.DONE,
+        "valid enforce/testing policy: applied and stored (max_age 0: not stored)",
+        ("STS-CACHE-02", "STS-CACHE-13", "STS-POL-21"),
+    ),
+    Transition(
+        _S.AWAIT_POLICY,
+        _E.POLICY_NONE,
+        _S.DONE,
+        "valid mode none policy: no policy, stored as a mode none entry",
+        ("STS-APPLY-07", "AMB-24"),
+    ),
+    Transition(
+        _S.AWAIT_POLICY,
+        _E.POLICY_INVALID,
+        _S.DONE,
+        "policy body does not parse: sts-policy-invalid; live entry kept, else no policy;"
+        " backoff stored",
+        ("STS-FETCH-18", "STS-CACHE-06", "STS-FETCH-15"),
+    ),
+    Transition(
+        _S.AWAIT_POLICY,
+        _E.FETCH_FAILED,
+        _S.DONE,
+        "fetch failed or response broke the rules: live entry kept, else no policy; backoff stored",
+        ("STS-FETCH-06", "STS-FETCH-15", "STS-FETCH-16", "STS-FETCH-14"),
+    ),
+)
+"""Every transition of :class:`PolicyResolution`, and nothing else changes its state."""
+
+_TABLE: Final = {(t.source, t.event): t.target for t in TRANSITIONS}
+
+ANSWERS: Final[dict[ResolutionState, tuple[type, ...]]] = {
+    ResolutionState.AWAIT_TXT: (TXTAnswer, TXTNotFound, TXTFailure),
+    ResolutionState.AWAIT_POLICY: (HTTPResponse, FetchFailed),
+}
+"""The result types that answer the pending action of each waiting state."""
+
+_TXT_REASONS: Final = {
+    SelectionStatus.MULTIPLE_RECORDS: "txt-multiple-records",
+    SelectionStatus.SYNTAX_ERROR: "txt-syntax-error",
+}
+
+
+class PolicyResolution:
+    """
+    One MTA-STS policy lookup, as a sans-I/O state machine (RFC 8461 §3.3, §5.1).
+
+    See the module documentation for the rules and :data:`TRANSITIONS` for
+    the state changes. Use it through a driver loop::
+
+        m = PolicyResolution("example.com", cached=entry, now=now)
+        while not isinstance(action := m.next_action(), Resolved):
+            m.receive(perform(action))
+
+    Args:
+        domain: The policy domain, any form :func:`smtpsts.to_alabel` accepts.
+        cached: The stored entry for the domain, or ``None``.
+        now: The current time (timezone-aware).
+        config: The knobs.
+        refresh: Proactive refresh: fetch even when the ``id`` is unchanged
+            or the TXT lookup gives nothing usable (STS-CACHE-10, AMB-17).
+
+    Raises:
+        DomainNameError: ``domain`` is not a valid host name.
+        UsageError: ``now`` is naive, or ``cached`` is for another domain.
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        *,
+        cached: CacheEntry | None,
+        now: datetime,
+        config: PolicyConfig = DEFAULT_CONFIG,
+        refresh: bool = False,
+    ) -> None:
+        self.domain: Final = to_alabel(domain)
+        if now.utcoffset() is None:
+            raise UsageError("now must be a timezone-aware datetime")
+        if cached is not None and cached.domain != self.domain:
+            raise UsageError(f"cached entry is for {cached.domain!r}, not {self.domain!r}")
+        self._cached = cached
+        self._now = now
+        self._config = config
+        self._refresh = refresh
+        self._live = cached if cached is not None and cached.is_live(now) else None
+        self._state = ResolutionState.START
+        self._pending: LookupTXT | FetchPolicy | None = None
+        self._resolved: Resolved | None = None
+        self._fetch_id = ""
+        if not refresh and self._live is None and cached is not None and cached.is_negative(now):
+            self._done(_E.NEGATIVE_CACHED, Resolved(self._no_policy()))
+        else:
+            self._go(_E.CHECK_TXT)
+            self._pending = LookupTXT(sts_qname(self.domain))
+
+    @property
+    def state(self) -> ResolutionState:
+        """
+        The current state.
+        """
+        return self._state
+
+    def next_action(self) -> LookupTXT | FetchPolicy | Resolved:
+        """
+        What the driver must do next.
+
+        Idempotent until :meth:`receive` is called; once the machine is done
+        it returns the same :class:`~smtpsts.actions.Resolved` for ever.
+
+        Returns:
+            :class:`~smtpsts.actions.LookupTXT`,
+            :class:`~smtpsts.actions.FetchPolicy` or
+            :class:`~smtpsts.actions.Resolved`.
+        """
+        if self._resolved is not None:
+            return self._resolved
+        assert self._pending is not None  # the table guarantees it
+        return self._pending
+
+    def receive(self, result: object) -> None:
+        """
+        Feed the result of the pending action.
+
+        Args:
+            result: :class:`~smtpsts.actions.TXTAnswer`,
+                :class:`~smtpsts.actions.TXTNotFound` or
+                :class:`~smtpsts.actions.TXTFailure` for
+                :class:`~smtpsts.actions.LookupTXT`;
+                :class:`~smtpsts.actions.HTTPResponse` or
+                :class:`~smtpsts.actions.FetchFailed` for
+                :class:`~smtpsts.actions.FetchPolicy`.
+
+        Raises:
+            UsageError: The machine is done, or ``result`` does not answer
+                the pending action.
+        """
+        if self._resolved is not None:
+            raise UsageError(f"the lookup of {self.domain!r} is resolved; nothing to receive")
+        if not isinstance(result, ANSWERS[self._state]):
+            raise UsageError(f"{result!r} does not answer the pending action {self._pending!r}")
+        if isinstance(result, TXTAnswer):
+            self._on_txt_answer(result)
+        elif isinstance(result, TXTNotFound):
+            self._on_unusable(_E.NO_RECORD, "txt-not-found", "no _mta-sts record", result.ttl)
+        elif isinstance(result, TXTFailure):
+            self._on_unusable(
+                _E.DNS_FAILURE, "txt-lookup-failed", f"TXT lookup failed: {result.reason}", None
+            )
+        elif isinstance(result, HTTPResponse):
+            self._on_response(result)
+        else:
+            assert isinstance(result, FetchFailed)  # ANSWERS[AWAIT_POLICY] holds two types
+            self._on_fetch_failed(_E.FETCH_FAILED, _failure(result))
+
+    # ------------------------------------------------------------------ internals
+
+    def _go(self, event: ResolutionEvent) -> None:
+        # h11 rule 1: the state changes only through the table.
+        self._state = _TABLE[(self._state, event)]
+
+    def _done(self, event: ResolutionEvent, resolved: Resolved) -> None:
+        self._go(event)
+        self._resolved = resolved
+        self._pending = None
+
+    def _fetch(self, event: ResolutionEvent, record_id: str) -> None:
+        self._go(event)
+        self._fetch_id = record_id
+        cfg = self._config
+        self._pending = policy_request(
+            self.domain,
+            max_bytes=cfg.max_bytes,
+            timeout=cfg.timeout,
+            require_text_plain=cfg.require_text_plain,
+        )
+
+    def _no_policy(
+        self,
+        failure: PolicyFailure | None = None,
+        *,
+        temporary_error: bool = False,
+    ) -> PolicyOutcome:
+        return PolicyOutcome(
+            domain=self.domain,
+            policy=None,
+            mode=None,
+            source=PolicySource.NONE,
+            # RPT-AGG-18: a retrieval failure is reported under an "sts" entry.
+            policy_info=_no_policy_info(self.domain)
+            if failure is None
+            else _sts_info(self.domain, None),
+            failure=failure,
+            temporary_error=temporary_error,
+            defer=temporary_error and self._config.defer_on_dns_error,
+        )
+
+    def _backoff_failure(self) -> PolicyFailure:
+        # CONFORMANCE.md §4.4: backoff after a recent failure (STS-FETCH-14).
+        return PolicyFailure(
+            ResultType.STS_POLICY_FETCH_ERROR,
+            "backoff-after-recent-fetch-error",
+            "the policy fetch for this id failed recently",
+        )
+
+    def _on_txt_answer(self, answer: TXTAnswer) -> None:
+        selection = _select(answer.records)
+        if selection.status is SelectionStatus.FOUND:
+            assert selection.record is not None  # FOUND carries the record
+            self._on_record(selection.record.id)
+        elif selection.status is SelectionStatus.NO_RECORD:
+            # STS-REC-17: no candidate among the TXT records means "no record".
+            self._on_unusable(_E.NO_RECORD, "txt-not-found", "no STS record", answer.ttl)
+        else:
+            # RFC 8461 §3.1: not exactly one valid record means no available policy.
+            self._on_unusable(
+                _E.RECORD_INVALID,
+                _TXT_REASONS[selection.status],
+                str(selection.error or selection.status.value),
+                answer.ttl,
+            )
+
+    def _on_record(self, record_id: str) -> None:
+        live, now = self._live, self._now
+        if live is not None and live.record_id == record_id and not self._refresh:
+            # RFC 8461 §5.1 (STS-CACHE-04): same id, live entry -> no fetch.
+            self._done(_E.ID_UNCHANGED, Resolved(_entry_outcome(live), self._touch(live)))
+        elif self._cached is not None and self._cached.in_backoff(record_id, now):
+            self._on_backoff()
+        else:
+            # STS-REC-15: any difference in id means a new policy (STS-CACHE-05).
+            event = _E.REFRESH if live is not None and live.record_id == record_id else _E.FETCH
+            self._fetch(event, record_id)
+
+    def _touch(self, live: CacheEntry) -> CacheEntry | None:
+        last = live.last_checked
+        if last is not None and (self._now - last).total_seconds() < self._config.touch_interval:
+            return None
+        return attrs.evolve(live, last_checked=self._now)
+
+    def _on_backoff(self) -> None:
+        failure = self._backoff_failure()
+        if self._live is not None:
+            outcome = _entry_outcome(self._live, failure)
+        else:
+            outcome = self._no_policy(failure)
+        self._done(_E.BACKOFF, Resolved(outcome))
+
+    def _on_unusable(
+        self, event: ResolutionEvent, reason: str, detail: str, ttl: int | None
+    ) -> None:
+        live, now = self._live, self._now
+        definitive = event is not _E.DNS_FAILURE
+        if live is not None:
+            record_id = live.record_id
+            assert record_id is not None  # a live entry has an id
+            if live.policy is None and event is _E.NO_RECORD:
+                # STS-CACHE-14: mode none and the record is gone: retire the entry.
+                self._done(event, self._no_record(ttl, delete=True))
+            elif self._refresh:
+                # AMB-17: a refresh fetches even when the record cannot be resolved.
+                if live.in_backoff(record_id, now):
+                    self._on_backoff()
+                else:
+                    self._fetch(_E.REFRESH, record_id)
+            else:
+                # RFC 8461 §3.3, §5.1 (STS-CACHE-07, SEC-02): a TXT answer never
+                # disables a live policy.
+                failure = None
+                if live.policy is not None:
+                    failure = PolicyFailure(ResultType.STS_POLICY_FETCH_ERROR, reason, detail)
+                self._done(event, Resolved(_entry_outcome(live, failure)))
+        elif definitive:
+            # RFC 8461 §3.1: no available policy; discovery stops (STS-FETCH-19).
+            self._done(event, self._no_record(ttl, delete=False))
+        else:
+            # AMB-16 (STS-CACHE-09): TEMPERROR; deliver as if no policy unless
+            # configured to defer.
+            self._done(event, Resolved(self._no_policy(temporary_error=True)))
+
+    def _no_record(self, ttl: int | None, *, delete: bool) -> Resolved:
+        outcome = self._no_policy()
+        cfg = self._config
+        if ttl is not None and ttl > 0 and cfg.negative_ttl_max > 0:
+            until = self._now + timedelta(seconds=min(ttl, cfg.negative_ttl_max))
+            base = self._cached
+            entry = CacheEntry(
+                self.domain,
+                negative_until=until,
+                backoff_until=None if base is None else base.backoff_until,
+                backoff_id=None if base is None else base.backoff_id,
+            )
+            return Resolved(outcome, entry)
+        return Resolved(outcome, delete=delete)
+
+    def _on_response(self, response: HTTPResponse) -> None:
+        assert isinstance(self._pending, FetchPolicy)  # state AWAIT_POLICY
+        checked = self._pending.validate(response)
+        if isinstance(checked, FetchFailed):
+            self._on_fetch_failed(_E.FETCH_FAILED, _failure(checked))
+            return
+        try:
+            policy = Policy.from_text(checked)
+        except ParseError as e:
+            # RFC 8460 §4.3.2.2 (STS-FETCH-18): a body that fails to parse.
+            failure = PolicyFailure(ResultType.STS_POLICY_INVALID, e.reason, str(e))
+            self._on_fetch_failed(_E.POLICY_INVALID, failure)
+            return
+        self._on_policy(policy)
+
+    def _on_policy(self, policy: Policy) -> None:
+        now, domain = self._now, self.domain
+        lifetime = min(policy.effective_max_age, self._config.max_age_cap)
+        expires = now + timedelta(seconds=lifetime)
+        stored = policy if policy.mode is not Mode.NONE else None
+        if stored is None:
+            # AMB-24: mode none is stored and reported as no policy.
+            event = _E.POLICY_NONE
+            info = _no_policy_info(domain)
+        else:
+            event = _E.POLICY_FETCHED
+            info = _sts_info(domain, policy)
+        outcome = PolicyOutcome(
+            domain=domain,
+            policy=stored,
+            mode=policy.mode,
+            source=PolicySource.FRESH,
+            policy_info=info,
+            record_id=self._fetch_id,
+            expires_at=expires,
+        )
+        if lifetime == 0:
+            # STS-POL-21: max_age 0 applies to this delivery only; the new
+            # policy still replaces the old entry (STS-CACHE-13).
+            resolved = Resolved(outcome, delete=self._cached is not None)
+        else:
+            # STS-CACHE-02, STS-CACHE-13: a fetched valid policy replaces the entry.
+            entry = CacheEntry(
+                domain,
+                record_id=self._fetch_id,
+                policy=stored,
+                fetched_at=now,
+                expires_at=expires,
+                last_checked=now,
+            )
+            resolved = Resolved(outcome, entry)
+        self._done(event, resolved)
+
+    def _on_fetch_failed(self, event: ResolutionEvent, failure: PolicyFailure) -> None:
+        live = self._live
+        # RFC 8461 §3.3 (STS-FETCH-14): no new fetch for this id for `backoff` s.
+        base = live if live is not None else CacheEntry(self.domain)
+        entry = attrs.evolve(
+            base,
+            backoff_until=self._now + timedelta(seconds=self._config.backoff),
+            backoff_id=self._fetch_id,
+        )
+        if live is not None:
+            # STS-CACHE-06, STS-FETCH-16: the live entry stays in use.
+            outcome = _entry_outcome(live, failure)
+        else:
+            # STS-FETCH-15: deliver as if the domain had no MTA-STS.
+            outcome = self._no_policy(failure)
+        self._done(event, Resolved(outcome, entry))
+
+
+def _select(records: tuple[bytes | str, ...]) -> RecordSelection:
+    try:
+        return _select_cached(records)
+    except TypeError:  # an RR given as a list of character-strings (unhashable)
+        return select_sts_record(records)
+
+
+@functools.lru_cache(maxsize=1024)
+def _select_cached(records: tuple[bytes | str, ...]) -> RecordSelection:
+    # The same RRset comes back for every message to a domain; selections are
+    # immutable values, so each distinct RRset is parsed once.
+    return select_sts_record(records)
+
+
+def _failure(failed: FetchFailed) -> PolicyFailure:
+    return PolicyFailure(failed.result_type, failed.reason, failed.detail)
