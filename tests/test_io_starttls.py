@@ -1,0 +1,462 @@
+"""
+The STARTTLS probe and TLS helpers against real stdlib-ssl SMTP servers on loopback.
+
+Every probe test runs through both drivers, sync and asyncio (the ``probe``
+fixture). Certificates come from tests/certfactory.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from certfactory import make, pki
+from smtpsts._vocab import ResultType
+from smtpsts.certs import TrustStore, check_certificate
+from smtpsts.io import tls as tls_module
+from smtpsts.io.starttls import (
+    Reply,
+    ReplyReader,
+    SMTPReplyError,
+    STARTTLSProbe,
+    aprobe_starttls,
+    probe_starttls,
+)
+from smtpsts.io.tls import (
+    classify_tls_error,
+    classify_verify_code,
+    opportunistic_context,
+    peer_chain,
+    pkix_context,
+)
+from tlsservers import SMTPServer, server_context
+
+HOST = "mx1.example.test"
+GOOD = pki(HOST)
+NOW = datetime.now(UTC)
+EXPIRED = make(HOST, issuer=GOOD.intermediate, not_after=NOW - timedelta(days=1))
+FUTURE = make(HOST, issuer=GOOD.intermediate, not_before=NOW + timedelta(days=30))
+WRONG_NAME = make("other.example.test", issuer=GOOD.intermediate)
+CN_ONLY = make(HOST, issuer=GOOD.intermediate, san=())
+SELF_SIGNED = make(HOST)
+
+
+@pytest.fixture(params=["sync", "async"])
+def probe(request: pytest.FixtureRequest) -> Callable[..., STARTTLSProbe]:
+    """Run a probe through the sync or the asyncio driver."""
+
+    def run(*args: Any, **kw: Any) -> STARTTLSProbe:
+        kw.setdefault("connect_to", "127.0.0.1")
+        kw.setdefault("helo_name", "client.example.test")
+        if request.param == "sync":
+            return probe_starttls(*args, **kw)
+        return asyncio.run(aprobe_starttls(*args, **kw))
+
+    return run
+
+
+def good_server(behaviour: str = "normal") -> SMTPServer:
+    """A server presenting the good leaf and its intermediate."""
+    return SMTPServer(server_context(GOOD.leaf, GOOD.intermediate), behaviour)
+
+
+class TestProbe:
+    def test_normal(self, probe):
+        """STS-CERT-14, STS-CERT-15: the probe upgrades, sends the MX name as SNI, gets TLS 1.3 and the chain."""
+        with good_server() as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert result.handshake_ok
+        assert result.connected
+        assert "127.0.0.1" == result.address
+        assert result.starttls_offered
+        assert "TLSv1.3" == result.tls_version
+        assert result.cipher
+        assert GOOD.chain == result.chain
+        assert "mx.test" == result.ehlo_name
+        assert "mx.test ESMTP test server" == result.greeting
+        assert ("SIZE", "STARTTLS", "8BITMIME") == result.extensions
+        assert [HOST] == server.snis
+        assert 1 == server.handshakes
+        assert not result.verified
+        assert (None, None, None, None) == (
+            result.step,
+            result.result_type,
+            result.reason,
+            result.error,
+        )
+        assert 0 < result.elapsed < 5
+
+    def test_chain_feeds_core_check(self, probe):
+        """STS-CERT-02, STS-CERT-03: the chain the probe returns passes smtpsts.certs for the MX name."""
+        with good_server() as server:
+            result = probe(HOST.upper() + ".", server.port, timeout=5)
+        check = check_certificate(result.chain, HOST, trust=[GOOD.root.cert], now=NOW)
+        assert check.ok
+        assert HOST == check.identity
+        assert [HOST] == server.snis
+
+    def test_server_name_override(self, probe):
+        """DANE-30: the SNI can be the TLSA base domain instead of the host name."""
+        with good_server() as server:
+            result = probe(HOST, server.port, timeout=5, server_name="base.example.test")
+        assert result.handshake_ok
+        assert "base.example.test" == result.server_name
+        assert ["base.example.test"] == server.snis
+
+    def test_no_starttls(self, probe):
+        """DANE-29: a server that does not offer STARTTLS gives starttls-not-supported."""
+        with good_server("no-starttls") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert not result.starttls_offered
+        assert not result.handshake_ok
+        assert ResultType.STARTTLS_NOT_SUPPORTED == result.result_type
+        assert ("ehlo", "starttls-not-offered") == (result.step, result.reason)
+
+    def test_starttls_refused(self, probe):
+        """A 454 answer to STARTTLS is starttls-not-supported (RFC 8460 §4.3.1)."""
+        with good_server("refuse-starttls") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert result.starttls_offered
+        assert ResultType.STARTTLS_NOT_SUPPORTED == result.result_type
+        assert "starttls-refused-454" == result.reason
+        assert "454 4.7.0 TLS not available" == result.error
+
+    def test_ehlo_rejected(self, probe):
+        """Without EHLO there are no extensions: starttls-not-supported."""
+        with good_server("no-ehlo") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert ResultType.STARTTLS_NOT_SUPPORTED == result.result_type
+        assert "ehlo-rejected-502" == result.reason
+
+    def test_stall_mid_handshake_respects_deadline(self, probe):
+        """A server that stalls mid-handshake: io-timeout-during-handshake within the deadline."""
+        with good_server("stall-handshake") as server:
+            result = probe(HOST, server.port, timeout=0.6)
+        assert not result.handshake_ok
+        assert ResultType.VALIDATION_FAILURE == result.result_type
+        assert ("handshake", "io-timeout-during-handshake") == (result.step, result.reason)
+        assert "timed out during handshake" == result.error
+        assert 0.5 < result.elapsed < 2.5  # the deadline, plus scheduling slack
+
+    def test_stall_before_greeting_respects_deadline(self, probe):
+        """A server that never greets: io-timeout-during-greeting within the deadline."""
+        with good_server("stall-greeting") as server:
+            result = probe(HOST, server.port, timeout=0.4)
+        assert result.connected
+        assert ("greeting", "io-timeout-during-greeting") == (result.step, result.reason)
+        assert result.result_type is None
+        assert 0.3 < result.elapsed < 2.3
+
+    def test_shared_deadline(self, probe):
+        """An absolute deadline earlier than the timeout ends the probe."""
+        with good_server("stall-greeting") as server:
+            result = probe(HOST, server.port, timeout=30, deadline=time.monotonic() + 0.3)
+        assert "io-timeout-during-greeting" == result.reason
+        assert result.elapsed < 2.3
+
+    def test_deadline_already_passed(self, probe):
+        """A deadline in the past: nothing is attempted beyond the connect step."""
+        with good_server() as server:
+            result = probe(HOST, server.port, deadline=time.monotonic() - 1)
+        assert ("connect", "io-timeout-during-connect") == (result.step, result.reason)
+        assert not result.connected
+        assert 0 == server.handshakes
+
+    def test_pipelined_plaintext_after_starttls(self, probe):
+        """Plaintext after the 220 to STARTTLS is refused (RFC 3207 §5 injection)."""
+        with good_server("pipelined") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert not result.handshake_ok
+        assert "data-after-starttls-reply" == result.reason
+
+    def test_overlong_reply_line(self, probe):
+        """Every read has a size cap: a 5000-octet greeting is a protocol error."""
+        with good_server("long-line") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert ("greeting", "smtp-protocol-error") == (result.step, result.reason)
+
+    def test_bad_greeting(self, probe):
+        """A 554 greeting ends the probe before EHLO."""
+        with good_server("bad-greeting") as server:
+            result = probe(HOST, server.port, timeout=5)
+        assert "smtp-greeting-554" == result.reason
+        assert "554 no service here" == result.error
+
+    def test_connection_refused(self, probe):
+        """Nothing listening: connected is false and the reason says so."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        result = probe(HOST, port, timeout=2)
+        assert not result.connected
+        assert ("connect", "connect-error") == (result.step, result.reason)
+        assert "ConnectionRefusedError" in (result.error or "")
+
+    def test_connection_closed_by_server(self, probe):
+        """A server that closes during the greeting: connection-closed-during-greeting."""
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+
+            def close_one() -> None:
+                conn, _ = listener.accept()
+                conn.close()
+
+            thread = threading.Thread(target=close_one)
+            thread.start()
+            result = probe(HOST, port, timeout=2)
+            thread.join()
+        assert "connection-closed-during-greeting" == result.reason
+
+    def test_remote_alert(self, probe):
+        """A handshake failure with an alert from the server: validation-failure, tls-remote-alert-70."""
+        context = server_context(
+            GOOD.leaf, GOOD.intermediate, maximum_version=ssl.TLSVersion.TLSv1_2
+        )
+        client = opportunistic_context(minimum_version=ssl.TLSVersion.TLSv1_3)
+        with SMTPServer(context) as server:
+            result = probe(HOST, server.port, timeout=5, context=client)
+        assert ResultType.VALIDATION_FAILURE == result.result_type
+        assert "tls-remote-alert-70" == result.reason
+
+    def test_bad_helo_name(self, probe):
+        """An EHLO name that would inject a command is refused before connecting."""
+        with pytest.raises(ValueError, match="invalid EHLO name"):
+            probe(HOST, 25, helo_name="x\r\nRCPT TO:<a@b>")
+
+    def test_ip_literal_host(self, probe):
+        """An address as the host name is connected to directly and sends no name as SNI."""
+        with good_server() as server:
+            result = probe("127.0.0.1", server.port, timeout=5, connect_to=None)
+        assert result.handshake_ok
+        assert "127.0.0.1" == result.server_name
+        assert [None] == server.snis
+
+
+VERIFY_CASES = [
+    # STS-CERT-03: wrong name; STS-CERT-01: expired / not yet valid; STS-CERT-02: untrusted.
+    (
+        "wrong-name",
+        (WRONG_NAME, GOOD.intermediate),
+        ResultType.CERTIFICATE_HOST_MISMATCH,
+        "no-matching-dns-id",
+    ),
+    ("expired", (EXPIRED, GOOD.intermediate), ResultType.CERTIFICATE_EXPIRED, "expired"),
+    ("not-yet-valid", (FUTURE, GOOD.intermediate), ResultType.CERTIFICATE_EXPIRED, "not-yet-valid"),
+    ("self-signed", (SELF_SIGNED,), ResultType.CERTIFICATE_NOT_TRUSTED, "self-signed"),
+    ("missing-intermediate", (GOOD.leaf,), ResultType.CERTIFICATE_NOT_TRUSTED, "unknown-ca"),
+    (
+        "cn-only",
+        (CN_ONLY, GOOD.intermediate),
+        ResultType.CERTIFICATE_HOST_MISMATCH,
+        "no-matching-dns-id",
+    ),
+]
+
+
+class TestVerifyMode:
+    def test_trusted(self, probe):
+        """STS-CERT-02, STS-CERT-03: OpenSSL verifies with the same roots; verified is set."""
+        with good_server() as server:
+            result = probe(
+                HOST, server.port, timeout=5, context=pkix_context(TrustStore([GOOD.root.cert]))
+            )
+        assert result.handshake_ok
+        assert result.verified
+        assert GOOD.chain == result.chain
+
+    @pytest.mark.parametrize(
+        ("case", "served", "result_type", "reason"), VERIFY_CASES, ids=[c[0] for c in VERIFY_CASES]
+    )
+    def test_openssl_verdict_mapping(self, probe, case, served, result_type, reason):
+        """STS-CERT-01, STS-CERT-02, STS-CERT-03, STS-CERT-04, STS-CERT-16: verify codes map to TLS-RPT result types."""
+        with SMTPServer(server_context(*served)) as server:
+            result = probe(HOST, server.port, timeout=5, context=pkix_context([GOOD.root.cert]))
+        assert not result.handshake_ok
+        assert (result_type, reason) == (result.result_type, result.reason)
+        assert "handshake" == result.step
+
+    @pytest.mark.parametrize(
+        ("case", "served", "result_type", "reason"),
+        VERIFY_CASES[:4],
+        ids=[c[0] for c in VERIFY_CASES[:4]],
+    )
+    def test_core_check_agrees_with_openssl(self, case, served, result_type, reason):
+        """STS-CERT-16: the core's verdict on the chain the probe got matches OpenSSL's result type."""
+        with SMTPServer(server_context(*served)) as server:
+            result = probe_starttls(HOST, server.port, connect_to="127.0.0.1", timeout=5)
+        assert result.handshake_ok
+        check = check_certificate(result.chain, HOST, trust=[GOOD.root.cert], now=NOW)
+        assert result_type == check.result_type
+
+    def test_cafile(self, probe, tmp_path: Path):
+        """A PEM bundle file as the trust source."""
+        bundle = tmp_path / "roots.pem"
+        bundle.write_bytes(GOOD.root.pem)
+        with good_server() as server:
+            result = probe(HOST, server.port, timeout=5, context=pkix_context(cafile=str(bundle)))
+        assert result.verified
+
+    def test_default_roots_do_not_trust_private_ca(self, probe):
+        """STS-CERT-19: the default context trusts the system roots, not a private CA."""
+        with good_server() as server:
+            result = probe(HOST, server.port, timeout=5, context=pkix_context())
+        assert ResultType.CERTIFICATE_NOT_TRUSTED == result.result_type
+
+    def test_empty_trust_store_trusts_nothing(self, probe):
+        """An empty trust store does not fall back to the system roots."""
+        with good_server() as server:
+            result = probe(HOST, server.port, timeout=5, context=pkix_context(TrustStore([])))
+        assert ResultType.CERTIFICATE_NOT_TRUSTED == result.result_type
+
+    def test_contexts(self):
+        """STS-CERT-15, DANE-48: TLS 1.2 minimum; PKIX verifies names but never the CN; opportunistic verifies nothing."""
+        pkix = pkix_context([GOOD.root.cert])
+        opp = opportunistic_context()
+        assert ssl.TLSVersion.TLSv1_2 == pkix.minimum_version == opp.minimum_version
+        assert (ssl.CERT_REQUIRED, True, False) == (
+            pkix.verify_mode,
+            pkix.check_hostname,
+            pkix.hostname_checks_common_name,
+        )
+        assert (ssl.CERT_NONE, False) == (opp.verify_mode, opp.check_hostname)
+
+
+class _LeafOnly:
+    """An SSLSocket seen through an interface without any chain API (Python < 3.10 style)."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self._sock = sock
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        return self._sock.getpeercert(binary_form=binary_form)
+
+
+class TestPeerChain:
+    def _connect(self, server: SMTPServer) -> ssl.SSLSocket:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        reader = ReplyReader()
+        for command in (None, b"EHLO me\r\n", b"STARTTLS\r\n"):
+            if command:
+                sock.sendall(command)
+            while (reply := reader.next_reply()) is None:
+                reader.feed(sock.recv(4096))
+            assert reply.code in (220, 250)
+        return opportunistic_context().wrap_socket(sock, server_hostname=HOST)
+
+    def test_full_chain(self):
+        """The whole chain the server sent, leaf first."""
+        with good_server() as server, self._connect(server) as tls:
+            assert GOOD.chain == peer_chain(tls)
+
+    def test_leaf_only_fallback(self):
+        """Where no chain API exists, the leaf alone is returned."""
+        with good_server() as server, self._connect(server) as tls:
+            assert (GOOD.leaf.cert,) == peer_chain(_LeafOnly(tls))  # type: ignore[arg-type]
+
+    def test_unparsable_certificate_truncates(self):
+        """A certificate cryptography cannot parse ends the chain there (the leaf stays first)."""
+        der = GOOD.leaf.cert.public_bytes(serialization.Encoding.DER)
+        inter = GOOD.intermediate.cert.public_bytes(serialization.Encoding.DER)
+        assert (GOOD.leaf.cert,) == tls_module._load_certificates([der, b"junk", inter])
+        assert () == tls_module._load_certificates([])
+
+
+class TestClassify:
+    @pytest.mark.parametrize(
+        ("code", "expected"),
+        [
+            (10, (ResultType.CERTIFICATE_EXPIRED, "expired")),
+            (9, (ResultType.CERTIFICATE_EXPIRED, "not-yet-valid")),
+            (62, (ResultType.CERTIFICATE_HOST_MISMATCH, "no-matching-dns-id")),
+            (20, (ResultType.CERTIFICATE_NOT_TRUSTED, "unknown-ca")),
+            (18, (ResultType.CERTIFICATE_NOT_TRUSTED, "self-signed")),
+            (19, (ResultType.CERTIFICATE_NOT_TRUSTED, "self-signed-in-chain")),
+            (26, (ResultType.VALIDATION_FAILURE, "bad-eku")),
+            (94, (ResultType.VALIDATION_FAILURE, "x509-error-94")),
+        ],
+    )
+    def test_verify_codes(self, code, expected):
+        """STS-CERT-16: one table maps OpenSSL verify codes; unknown codes are validation-failure."""
+        assert expected == classify_verify_code(code)
+
+    def test_ssl_errors(self):
+        """CONFORMANCE §4.4: alerts give tls-remote-alert-NN, other TLS errors a tls-error reason."""
+        alert = ssl.SSLError(1, "alert")
+        alert.reason = "SSLV3_ALERT_HANDSHAKE_FAILURE"
+        other = ssl.SSLError(1, "wrong version")
+        other.reason = "WRONG_VERSION_NUMBER"
+        unknown_alert = ssl.SSLError(1, "x")
+        unknown_alert.reason = "TLSV1_ALERT_SOMETHING_NEW"
+        vf = ResultType.VALIDATION_FAILURE
+        assert (vf, "tls-remote-alert-40") == classify_tls_error(alert)
+        assert (vf, "tls-error-wrong-version-number") == classify_tls_error(other)
+        assert (vf, "tls-error-tlsv1-alert-something-new") == classify_tls_error(unknown_alert)
+        assert (vf, "tls-connection-closed") == classify_tls_error(ssl.SSLEOFError())
+        assert (vf, "tls-connection-closed") == classify_tls_error(ssl.SSLError())
+        assert (vf, "io-timeout-during-handshake") == classify_tls_error(TimeoutError())
+        assert (vf, "io-error-during-handshake") == classify_tls_error(ConnectionResetError())
+
+
+class TestReplyReader:
+    def test_multiline_in_pieces(self):
+        """Replies are assembled from arbitrary pieces; bare LF is accepted; code-only lines too."""
+        reader = ReplyReader()
+        data = b"250-mx.test hi\r\n250-SIZE 10\n250 STARTTLS\r\n220\r\n"
+        replies = []
+        for i in range(len(data)):
+            reader.feed(data[i : i + 1])
+            while (reply := reader.next_reply()) is not None:
+                replies.append(reply)
+        assert [Reply(250, ("mx.test hi", "SIZE 10", "STARTTLS")), Reply(220, ("",))] == replies
+        assert b"" == reader.pending
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            (b"25x hello\r\n", "malformed"),
+            (b"250+hello\r\n", "malformed"),
+            (b"250-a\r\n251 b\r\n", "code changed"),
+            (b"250-" + b"x" * 3000, "longer than"),
+            (b"250-" + b"x" * 3000 + b"\r\n", "longer than"),
+            (b"250-a\r\n" * 101, "lines"),
+        ],
+    )
+    def test_rejects(self, data, message):
+        """Malformed, inconsistent, overlong or endless replies raise SMTPReplyError."""
+        reader = ReplyReader()
+        reader.feed(data)
+        with pytest.raises(SMTPReplyError, match=message):
+            reader.next_reply()
+
+    def test_needs_more(self):
+        """An incomplete reply asks for more bytes."""
+        reader = ReplyReader()
+        reader.feed(b"250-a\r\n250 b")
+        assert reader.next_reply() is None
+        assert b"250 b" == reader.pending
+
+    @settings(max_examples=300)
+    @given(st.lists(st.binary(max_size=300), max_size=20))
+    def test_only_reply_errors_escape(self, chunks):
+        """SEC-16: on any bytes, the reader gives replies, asks for more, or raises SMTPReplyError."""
+        reader = ReplyReader(max_line=200, max_lines=5)
+        try:
+            for chunk in chunks:
+                reader.feed(chunk)
+                while (reply := reader.next_reply()) is not None:
+                    assert 0 <= reply.code <= 999
+                    assert 1 <= len(reply.lines) <= 5
+        except SMTPReplyError:
+            pass
