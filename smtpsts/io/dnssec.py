@@ -212,7 +212,10 @@ def _text(name: dns.name.Name) -> str:
 
 
 def _edes(response: dns.message.Message) -> str:
-    return "; ".join(opt.to_text() for opt in response.extended_errors())
+    # Message.extended_errors() arrived in dnspython 2.7; our floor is 2.6.1, so read
+    # the EDE options (RFC 8914, option code 15) from the OPT record directly.
+    options = [opt for opt in response.options if opt.otype == dns.edns.OptionType.EDE]
+    return "; ".join(opt.to_text() for opt in options)
 
 
 def convert_rdata(rdata: dns.rdata.Rdata) -> Any:
