@@ -7,7 +7,7 @@ operator trusts, by default one on a loopback address (RFC 4035 §4.9.3,
 RFC 6698 §4.1; DANE-01, DANE-02). Every lookup ends in a value, never an
 exception:
 
-========================  ===================================================
+===========================  ===================================================
 :attr:`DNSStatus.SECURE`     records, validated (AD from a trusted resolver)
 :attr:`DNSStatus.INSECURE`   records, not validated (unsigned zone, or the AD
                              bit came from an untrusted resolver)
@@ -17,7 +17,7 @@ exception:
                              indeterminate; DANE-03), with any Extended DNS
                              Error text in ``detail``
 :attr:`DNSStatus.TEMPFAIL`   timeout, network error, refused, malformed
-========================  ===================================================
+===========================  ===================================================
 
 The logic lives in pure code: :func:`interpret` reads one reply (or the
 exception dnspython raised), and :func:`tlsa_procedure` is a generator that
