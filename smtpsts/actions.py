@@ -18,15 +18,12 @@ carries the TLS-RPT result type and reason code (CONFORMANCE.md §4.4).
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
 
 import attrs
 
+from ._entry import CacheEntry, PolicyOutcome
 from ._names import to_alabel
 from ._vocab import ResultType
-
-if TYPE_CHECKING:  # the cache module imports this one; break the cycle for type checkers only
-    from .cache import CacheEntry, PolicyOutcome
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -141,6 +141,11 @@ class TLSObservation:
         sending_mta_ip: The local address of the session (RPT-AGG-14).
         receiving_ip: The server's address.
         receiving_mx_helo: The name in the server's greeting or EHLO reply.
+        tlsa: The TLS-RPT ``tlsa`` policy of the MX's secure TLSA RRset
+            (:meth:`PolicyInfo.for_tlsa` of the TLSA base domain and records),
+            under which the DANE part of the session is reported. When
+            :attr:`dane` is set without it, the MX host name is taken as the
+            base domain, without policy strings (AMB-19).
     """
 
     starttls_offered: bool
@@ -151,6 +156,7 @@ class TLSObservation:
     sending_mta_ip: str | None = None
     receiving_ip: str | None = None
     receiving_mx_helo: str | None = None
+    tlsa: PolicyInfo | None = None
 
 
 @attrs.frozen
@@ -179,10 +185,13 @@ class Deliver:
         session: The TLS-RPT result of the session (it may still be a failure
             when no policy applies and TLS was not set up, AMB-21, or when
             policy discovery failed, RPT-AGG-18).
+        dane_session: The TLS-RPT ``tlsa`` result of the session when DANE
+            applied to the MX (:attr:`TLSObservation.dane`), else ``None``.
     """
 
     mx: MXHost
     session: SessionResult
+    dane_session: SessionResult | None = None
 
 
 @attrs.frozen
@@ -196,11 +205,13 @@ class DeliverAndReport:
         mx: The MX.
         failure: The first policy failure of the session.
         session: The TLS-RPT result of the session.
+        dane_session: The TLS-RPT ``tlsa`` result when DANE applied, else ``None``.
     """
 
     mx: MXHost
     failure: TLSFailure
     session: SessionResult
+    dane_session: SessionResult | None = None
 
 
 @attrs.frozen
@@ -215,11 +226,13 @@ class SkipMX:
         failure: Why.
         session: The TLS-RPT result of the session (or of the MX check made
             before connecting, STS-MX-11).
+        dane_session: The TLS-RPT ``tlsa`` result when DANE applied, else ``None``.
     """
 
     mx: MXHost
     failure: TLSFailure
     session: SessionResult
+    dane_session: SessionResult | None = None
 
 
 Verdict = Deliver | DeliverAndReport | SkipMX
@@ -284,7 +297,11 @@ def _mode(outcome: PolicyOutcome) -> Mode | None:
 
 
 def _session(
-    info: PolicyInfo, mx: MXHost, obs: TLSObservation | None, failures: Sequence[TLSFailure]
+    info: PolicyInfo,
+    mx: MXHost,
+    obs: TLSObservation | None,
+    failures: Sequence[TLSFailure],
+    report_domain: str | None = None,
 ) -> SessionResult:
     if obs is None:
         return _session_result(info, mx.host, tuple(failures))
@@ -295,6 +312,7 @@ def _session(
         obs.sending_mta_ip,
         obs.receiving_ip,
         obs.receiving_mx_helo,
+        report_domain,
     )
 
 
@@ -306,6 +324,7 @@ def _session_result(  # noqa: PLR0917 -- positional, for lru_cache keys
     sending_mta_ip: str | None = None,
     receiving_ip: str | None = None,
     helo: str | None = None,
+    report_domain: str | None = None,
 ) -> SessionResult:
     # Session results are immutable values and the same few recur for every
     # message to a domain, so they are built once (the hot path of an MTA).
@@ -314,6 +333,7 @@ def _session_result(  # noqa: PLR0917 -- positional, for lru_cache keys
         "sending_mta_ip": sending_mta_ip,
         "receiving_ip": receiving_ip,
         "receiving_mx_helo": helo,
+        "report_domain": report_domain,
     }
     if not failures:
         return SessionResult.succeeded(info, **fields)
@@ -379,6 +399,40 @@ def _dane_failure(obs: TLSObservation) -> TLSFailure | None:
     return None
 
 
+def _dane_session(
+    outcome: PolicyOutcome, mx: MXHost, obs: TLSObservation, dane_failure: TLSFailure | None
+) -> SessionResult | None:
+    # RFC 8460 §4.4: the DANE part of a session is reported under a "tlsa"
+    # policy (the TLSA base domain and RRset), in the recipient domain's
+    # report (AMB-19).
+    dane = obs.dane
+    if dane is None:
+        return None
+    failures: list[TLSFailure] = []
+    if dane_failure is not None:
+        failures.append(dane_failure)
+    elif dane.result_type is not None:
+        # RFC 7672 §2.2, RFC 8460 §4.3.2.1 (DANE-13, DANE-55): every record is
+        # unusable. Delivery goes on over unauthenticated TLS (dane.ok), but
+        # the publisher's broken RRset is reported as tlsa-invalid.
+        failures.append(
+            TLSFailure(dane.result_type, dane.reason or "all-unusable-records", dane.detail)
+        )
+    info = obs.tlsa
+    if info is None:
+        # AMB-19: without a given TLSA policy, the base domain is the MX host.
+        name = _report_name(mx.host)
+        if name is None:
+            return None  # no host name to report the TLSA policy under
+        info = _tlsa_info(name)
+    return _session(info, mx, obs, failures, outcome.domain)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tlsa_info(base_domain: str) -> PolicyInfo:
+    return PolicyInfo.for_tlsa(base_domain, ())
+
+
 def _pkix_failure(obs: TLSObservation, *, dane_stands_in: bool) -> TLSFailure | None:
     if dane_stands_in:
         # AMB-11 dane-overrides-pkix: DANE authenticated the server instead.
@@ -422,10 +476,14 @@ def decide(
         :class:`Deliver`, :class:`DeliverAndReport` (``testing``) or
         :class:`SkipMX` (``enforce`` failure, or a DANE failure). The
         verdict's session result is reported under ``outcome.policy_info``:
-        ``sts`` with the policy, or ``no-policy-found``.
+        ``sts`` with the policy, or ``no-policy-found``; when DANE applied,
+        its ``dane_session`` is reported under the ``tlsa`` policy, and an
+        RRset whose records are all unusable is recorded there as
+        ``tlsa-invalid`` although delivery goes on (DANE-13, DANE-55).
     """
     mode = _mode(outcome)
     dane_failure = _dane_failure(observation)
+    dane_session = _dane_session(outcome, mx, observation, dane_failure)
     discovery = _discovery_failure(outcome)
     if mode is None:
         # STS-APPLY-07, AMB-21: no policy (or mode none): opportunistic. The
@@ -434,8 +492,8 @@ def decide(
         session = _session(outcome.policy_info, mx, observation, failures)
         if dane_failure is not None:
             # RFC 7672 §2.2: DANE alone still makes the MX unusable.
-            return SkipMX(mx, dane_failure, session)
-        return Deliver(mx, session)
+            return SkipMX(mx, dane_failure, session, dane_session)
+        return Deliver(mx, session, dane_session)
 
     policy = outcome.policy
     assert policy is not None  # mode comes from the policy
@@ -460,17 +518,17 @@ def decide(
     if mode is Mode.ENFORCE:
         # RFC 8461 §5 (STS-APPLY-05): no delivery to an MX that fails; no fallback.
         if checks:
-            return SkipMX(mx, checks[0], session)
+            return SkipMX(mx, checks[0], session, dane_session)
         if dane_failure is not None:
             # AMB-11: MTA-STS never rescues a DANE failure (DANE-49).
-            return SkipMX(mx, dane_failure, session)
-        return Deliver(mx, session)
+            return SkipMX(mx, dane_failure, session, dane_session)
+        return Deliver(mx, session, dane_session)
     # RFC 8461 §5 (STS-APPLY-06, STS-APPLY-15): testing delivers and reports.
     if dane_failure is not None:
-        return SkipMX(mx, dane_failure, session)
+        return SkipMX(mx, dane_failure, session, dane_session)
     if checks:
-        return DeliverAndReport(mx, checks[0], session)
-    return Deliver(mx, session)
+        return DeliverAndReport(mx, checks[0], session, dane_session)
+    return Deliver(mx, session, dane_session)
 
 
 def _discovery_failure(outcome: PolicyOutcome) -> list[TLSFailure]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
-from smtpsts import DomainNameError, ResultType
+from smtpsts import DomainNameError, ResultType, _entry, cache
 from smtpsts.actions import (
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT,
@@ -13,6 +15,7 @@ from smtpsts.actions import (
     FetchFailure,
     FetchPolicy,
     HTTPResponse,
+    Resolved,
     TXTAnswer,
     content_type_is_text_plain,
     policy_request,
@@ -173,3 +176,20 @@ class TestFetchFailed:
 def test_txt_answer_records_tuple():
     """STS-REC-03: TXT answers hold one joined item per RR, as a tuple."""
     assert (b"a", "b") == TXTAnswer([b"a", "b"]).records
+
+
+class TestTypeHints:
+    def test_resolved_type_hints_resolve(self):
+        """Resolved's annotations resolve at run time (no TYPE_CHECKING-only names)."""
+        hints = typing.get_type_hints(Resolved)
+        assert cache.PolicyOutcome is hints["outcome"]
+        assert cache.CacheEntry | None == hints["store"]
+
+    def test_cache_reexports_shared_values(self):
+        """The values moved below actions and cache keep their smtpsts.cache names."""
+        for name in _entry.__all__:
+            assert getattr(_entry, name) is getattr(cache, name)
+            assert name in cache.__all__
+        assert (
+            cache.PolicyOutcome == typing.get_type_hints(cache.CacheEntry)["_outcome"].__args__[0]
+        )

@@ -30,7 +30,7 @@ from smtpsts.decision import (
     next_hop_domain,
     plan,
 )
-from smtpsts.tlsrpt.session import SessionFailure
+from smtpsts.tlsrpt.session import PolicyInfo, SessionFailure
 from smtpsts.vectors import _check_decision
 from tests.fakes import ENFORCE, NONE, T0, TESTING, ok, run, txt
 
@@ -481,3 +481,85 @@ def test_decide_property(out, mx, obs, precedence):
         assert tls_up
         assert (obs.pkix is not None and obs.pkix.ok) or dane_stands_in
         assert got.session.success
+
+
+UNUSABLE = DANECheck(
+    True,
+    ResultType.TLSA_INVALID,
+    "every TLSA record is unusable",
+    "all-unusable-records",
+    usable=False,
+    matched=None,
+)
+TLSA_POLICY = PolicyInfo.for_tlsa("mail.example.com", ["0 0 1 " + "ab" * 32])
+
+
+class TestDANESession:
+    @pytest.mark.parametrize("out", [ENF, TEST, NO_POLICY])
+    def test_all_unusable_reported_as_tlsa_invalid(self, out):
+        """DANE-55, DANE-13: all-unusable TLSA: delivery goes on, tlsa-invalid is recorded."""
+        obs = TLSObservation(True, True, pkix=PKIX_OK, dane=UNUSABLE, tlsa=TLSA_POLICY)
+        got = decide(out, MX, obs)
+        assert not isinstance(got, SkipMX)
+        dane = got.dane_session
+        assert (PolicyType.TLSA, "mail.example.com", False) == (
+            dane.policy.policy_type,
+            dane.policy.policy_domain,
+            dane.success,
+        )
+        assert (ResultType.TLSA_INVALID, "all-unusable-records") == (
+            dane.result_type,
+            dane.failure_reason_code,
+        )
+        # AMB-19: the tlsa result goes in the recipient domain's report.
+        assert "example.com" == dane.domain
+        assert TLSA_POLICY.policy_strings == dane.policy.policy_strings
+
+    def test_all_unusable_default_reason(self):
+        """DANE-55: an all-unusable check without a reason code reports all-unusable-records."""
+        odd = DANECheck(True, ResultType.TLSA_INVALID, "", None, usable=False, matched=None)
+        got = decide(NO_POLICY, MX, TLSObservation(True, True, dane=odd))
+        assert "all-unusable-records" == got.dane_session.failure_reason_code
+
+    def test_authenticated_is_tlsa_success(self):
+        """DANE-12: an authenticated session is a tlsa success; the base domain defaults to the MX."""
+        got = decide(ENF, MX, TLSObservation(True, True, pkix=PKIX_OK, dane=DANE_OK))
+        assert (True, PolicyType.TLSA, "mail.example.com", ()) == (
+            got.dane_session.success,
+            got.dane_session.policy.policy_type,
+            got.dane_session.policy.policy_domain,
+            got.dane_session.policy.policy_strings,
+        )
+
+    def test_dane_failure_in_tlsa_session(self):
+        """DANE-55, AMB-25: no match is validation-failure / dane-no-match under tlsa."""
+        got = decide(ENF, MX, TLSObservation(True, True, pkix=PKIX_OK, dane=DANE_FAIL))
+        assert isinstance(got, SkipMX)
+        assert (ResultType.VALIDATION_FAILURE, "dane-no-match") == (
+            got.dane_session.result_type,
+            got.dane_session.failure_reason_code,
+        )
+
+    @pytest.mark.parametrize("out", [ENF, TEST, NO_POLICY])
+    def test_tls_failure_with_dane(self, out):
+        """DANE-13, SEC-13: TLSA present and no STARTTLS: the tlsa session fails too."""
+        got = decide(out, MX, TLSObservation(False, dane=UNUSABLE))
+        assert isinstance(got, SkipMX)
+        assert ResultType.STARTTLS_NOT_SUPPORTED == got.dane_session.result_type
+
+    def test_testing_mismatch_with_dane(self):
+        """STS-APPLY-06: testing reports the STS failure; DANE success stays a tlsa success."""
+        got = decide(TEST, EVIL, TLSObservation(True, True, pkix=PKIX_OK, dane=DANE_OK))
+        assert isinstance(got, DeliverAndReport)
+        assert got.dane_session.success
+
+    def test_no_dane_no_tlsa_session(self):
+        """DANE-14: without DANE there is no tlsa session result."""
+        assert None is decide(ENF, MX, GOOD).dane_session
+
+    def test_unreportable_host(self):
+        """RPT-AGG-14: an MX name that is not a host name gives no tlsa session without a policy."""
+        got = decide(
+            NO_POLICY, MXHost("bad_name..example"), TLSObservation(True, True, dane=DANE_OK)
+        )
+        assert None is got.dane_session
