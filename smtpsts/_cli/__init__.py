@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS = (
     "smtpsts._cli.lint",
+    "smtpsts._cli.tlsrpt",
     "smtpsts._cli.vectors",
 )
 """Modules that contribute sub-commands, in the order ``--help`` lists them."""

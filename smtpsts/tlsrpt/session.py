@@ -15,6 +15,7 @@ so identical outcomes are equal values.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import attrs
 
 from smtpsts._names import to_alabel
 from smtpsts._vocab import PolicyType, ResultType
-from smtpsts.exceptions import UsageError
+from smtpsts.exceptions import DomainNameError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
     from smtpsts.dane import TLSARdata, TLSARecord
@@ -70,7 +71,24 @@ def _ip(value: str | None) -> str | None:
 def _host(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    return to_alabel(value)
+    try:
+        return to_alabel(value)
+    except DomainNameError:
+        # A name from DNS that is not a host name (an underscore, say) is
+        # still what the session used: report it as seen, never fail here.
+        return str(value).strip().removesuffix(".").lower() or None
+
+
+# RFC 3986 §4.3 absolute-URI, loosely: a scheme, ":", then no white space.
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f]+\Z")
+
+
+def _uri(value: str | None) -> str | None:
+    # RFC 8460 §4.4 (RPT-JSON-18): additional-information is an absolute URI.
+    text = _text(value)
+    if text is not None and not _ABSOLUTE_URI.match(text):
+        raise UsageError(f"additional_information must be an absolute URI: {value!r}")
+    return text
 
 
 def _text(value: str | None) -> str | None:
@@ -208,6 +226,10 @@ class SessionFailure:
     failure_reason_code: str | None = attrs.field(default=None, converter=_text)
 
 
+def _failures(value: Iterable[SessionFailure]) -> tuple[SessionFailure, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(cache_hash=True)
 class SessionResult:
     """
@@ -222,11 +244,13 @@ class SessionResult:
             ``None`` for a success.
         sending_mta_ip: The local address of the session (RPT-AGG-14),
             canonical form.
-        receiving_mx_hostname: The MX host name, as an A-label.
+        receiving_mx_hostname: The MX host name, as a lower-case A-label
+            without trailing dot (a name that is not a valid host name is kept
+            lower-cased, as seen).
         receiving_mx_helo: The name in the server's greeting or EHLO reply.
         receiving_ip: The remote address, canonical form.
         failure_reason_code: A short reason (RPT-JSON-17).
-        additional_information: An absolute URI with more detail.
+        additional_information: An absolute URI with more detail (RPT-JSON-18).
         extra_failures: Further failure types of the same session
             (RPT-AGG-06).
         report_domain: The domain whose report this goes in when it is not
@@ -251,8 +275,8 @@ class SessionResult:
     receiving_mx_helo: str | None = attrs.field(default=None, converter=_text)
     receiving_ip: str | None = attrs.field(default=None, converter=_ip)
     failure_reason_code: str | None = attrs.field(default=None, converter=_text)
-    additional_information: str | None = attrs.field(default=None, converter=_text)
-    extra_failures: tuple[SessionFailure, ...] = attrs.field(default=(), converter=tuple)
+    additional_information: str | None = attrs.field(default=None, converter=_uri)
+    extra_failures: tuple[SessionFailure, ...] = attrs.field(default=(), converter=_failures)
     report_domain: str | None = attrs.field(default=None, converter=_host)
     report_delivery: bool = False
 

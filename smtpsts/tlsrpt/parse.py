@@ -1,0 +1,150 @@
+"""
+Reading the TLS-RPT reports others send (RFC 8460 §5).
+
+A report arrives as a mail (``multipart/report; report-type="tlsrpt"`` with
+an ``application/tlsrpt+gzip`` or ``+json`` part), as the body of an HTTPS
+POST (gzip or JSON), or as a file someone saved. :func:`parse_report_message`
+takes any of them as bytes and finds the report, tolerating what real senders
+do: a non-standard ``application/tlsrpt`` part, ``.json`` or ``.json.gz``
+attachments under generic media types.
+
+Sizes are capped before any work is done: the message at
+:data:`MAX_MESSAGE_SIZE`, the decompressed JSON at
+:data:`~smtpsts.tlsrpt.model.MAX_REPORT_SIZE`. Decompression streams with
+that cap, so a gzip bomb is refused after reading just past the limit.
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import zlib
+
+from smtpsts.exceptions import ReportSyntaxError
+from smtpsts.tlsrpt.model import MAX_REPORT_SIZE, Report
+
+__all__ = ["MAX_MESSAGE_SIZE", "decompress_report", "parse_report_message"]
+
+MAX_MESSAGE_SIZE = 15 * 1024 * 1024
+"""The largest message :func:`parse_report_message` reads, in bytes (CONFORMANCE §5)."""
+
+_GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1; RFC 8460 §6.5
+_REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json", "application/tlsrpt")
+_GENERIC_TYPES = (
+    "application/gzip",
+    "application/x-gzip",
+    "application/json",
+    "application/octet-stream",
+)
+_EXTENSIONS = (".json.gz", ".json", ".gz")
+_IDS = ("RPT-JSON-23",)
+
+
+def _error(message: str) -> ReportSyntaxError:
+    return ReportSyntaxError(message, conformance=_IDS, reason="bad-report-message")
+
+
+def decompress_report(data: bytes, *, max_size: int = MAX_REPORT_SIZE) -> bytes:
+    """
+    Decompress a gzip report, refusing output over ``max_size`` bytes.
+
+    Concatenated gzip members (RFC 1952 §2.2) are all decompressed.
+
+    Args:
+        data: The gzip bytes.
+        max_size: The cap on the decompressed size.
+
+    Returns:
+        The decompressed bytes.
+
+    Raises:
+        ReportSyntaxError: The data is not gzip, is truncated, or
+            decompresses to more than ``max_size`` bytes.
+    """
+    out = bytearray()
+    pending = data
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            # max_length bounds the output: a bomb stops one byte past the cap.
+            out += inflater.decompress(pending, max_size + 1 - len(out))
+        except zlib.error as e:
+            raise _error(f"report is not valid gzip: {e}") from None
+        if len(out) > max_size:
+            raise _error(f"report decompresses to more than {max_size} bytes")
+        if not inflater.eof:
+            raise _error("report gzip data is truncated")
+        pending = inflater.unused_data
+        if not pending.startswith(_GZIP_MAGIC):
+            # Trailing zero padding after the last member is harmless.
+            if pending.strip(b"\0"):
+                raise _error("unexpected data after the gzip stream")
+            return bytes(out)
+
+
+def _decode_body(body: bytes) -> Report:
+    # RFC 8460 §6.5: gzip is recognised by its magic number, whatever the label.
+    if body.startswith(_GZIP_MAGIC):
+        body = decompress_report(body)
+    return Report.from_json(body)
+
+
+def _looks_like_json(data: bytes) -> bool:
+    head = data[:64].lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return head.startswith((b"{", b"["))
+
+
+def _rank(part: email.message.Message) -> int | None:
+    ctype = part.get_content_type()
+    if ctype in _REPORT_TYPES:
+        return 0
+    filename = (part.get_filename() or "").lower()
+    if filename.endswith(_EXTENSIONS):
+        return 1
+    if ctype in _GENERIC_TYPES:
+        return 2
+    return None
+
+
+def parse_report_message(data: bytes) -> Report:
+    """
+    Parse a received report: a mail, gzip bytes, or bare JSON (RFC 8460 §5).
+
+    For a mail, the report is the first ``application/tlsrpt+gzip``,
+    ``application/tlsrpt+json`` or ``application/tlsrpt`` part; failing
+    that, the first attachment named ``*.json``, ``*.json.gz`` or ``*.gz``;
+    failing that, the first ``application/gzip``, ``application/json`` or
+    ``application/octet-stream`` part. Whether a part is gzip is decided
+    by its content, not its label.
+
+    Args:
+        data: The bytes as received.
+
+    Returns:
+        The report.
+
+    Raises:
+        ReportSyntaxError: The input is over :data:`MAX_MESSAGE_SIZE`, holds
+            no report, or the report is malformed (see
+            :meth:`Report.from_json <smtpsts.tlsrpt.Report.from_json>` and
+            :func:`decompress_report`).
+    """
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise _error(f"message is {len(data)} bytes; at most {MAX_MESSAGE_SIZE} are read")
+    if data.startswith(_GZIP_MAGIC) or _looks_like_json(data):
+        return _decode_body(data)
+    message = email.message_from_bytes(data)
+    best: tuple[int, email.message.Message] | None = None
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        rank = _rank(part)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, part)
+    if best is None:
+        raise _error("no TLS-RPT report found in the message (RFC 8460 §5.3)")
+    body = best[1].get_payload(decode=True)
+    if not isinstance(body, bytes) or not body:  # pragma: no cover - leaf parts decode to bytes
+        raise _error("the report part of the message is empty")
+    return _decode_body(body)
