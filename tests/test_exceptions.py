@@ -98,3 +98,12 @@ def test_vocabulary():
         "sts-webpki-invalid",
     } == {r.value for r in tlsrpt.ResultType}
     assert "sts-policy-invalid" == str(tlsrpt.ResultType.STS_POLICY_INVALID)
+
+
+def test_version():
+    """smtpsts.__version__ is the installed distribution's version; other names are AttributeErrors."""
+    from importlib.metadata import version
+
+    assert version("smtpsts") == smtpsts.__version__
+    with pytest.raises(AttributeError):
+        _ = smtpsts.no_such_name

@@ -182,3 +182,48 @@ def test_python_dash_m(tmp_path):
         text=True,
     )
     assert sorted(str(p) for p in tmp_path.iterdir()) == sorted(out.stdout.split())
+
+
+def _mutations(case):
+    """Yield copies of a case whose expectation is wrong in one way."""
+    if "error" in case:
+        wrong = dict(case)
+        wrong["error"] = "NoSuchError"
+        yield wrong
+        flipped = {k: v for k, v in case.items() if k != "error"}
+        flipped["expect"] = {"__never__": True}
+        yield flipped
+    elif isinstance(case["expect"], dict) and case["expect"]:
+        key = min(case["expect"])
+        wrong = dict(case)
+        wrong["expect"] = {**case["expect"], key: ["__never__"]}
+        yield wrong
+        errored = {k: v for k, v in case.items() if k != "expect"}
+        errored["error"] = "NoSuchError"
+        yield errored
+
+
+MUTATED = [
+    pytest.param(group, wrong, id=f"{group}/{case['id']}/{n}")
+    for doc in vectors.shipped_documents()
+    for group in [doc["group"]]
+    for case in doc["cases"][:: max(1, len(doc["cases"]) // 12)]
+    for n, wrong in enumerate(_mutations(case))
+]
+
+
+@pytest.mark.parametrize(("group", "case"), MUTATED)
+def test_checkers_can_fail(group, case):
+    """A case with a wrong expectation is reported as failed: no checker accepts anything."""
+    assert False is vectors.check_case(group, case).ok
+
+
+def test_every_group_ships_vectors():
+    """Each known group ships a non-empty vector file; a group without a file is simply absent."""
+    assert set(vectors.GROUPS) == {doc["group"] for doc in vectors.shipped_documents()}
+
+
+def test_missing_group_file_is_skipped(monkeypatch):
+    """A group this implementation knows but that ships no file yet is left out, not an error."""
+    monkeypatch.setattr(vectors, "GROUPS", (*vectors.GROUPS, "not-shipped"))
+    assert "not-shipped" not in {doc["group"] for doc in vectors.shipped_documents()}

@@ -42,6 +42,9 @@ __all__ = [
     "DNSResolver",
     "MXAnswer",
     "MXRecord",
+    "address_result",
+    "mx_result",
+    "txt_result",
 ]
 
 _Outcome = dns.resolver.Answer | Exception
