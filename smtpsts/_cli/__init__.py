@@ -16,6 +16,7 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "main"]
 
 COMMANDS = (
+    "smtpsts._cli.check",
     "smtpsts._cli.lint",
     "smtpsts._cli.tlsrpt",
     "smtpsts._cli.vectors",

@@ -1,0 +1,949 @@
+"""
+Diagnose a domain's MTA-STS, TLS-RPT and DANE setup (``smtpsts check``).
+
+:func:`acheck_domain` (asyncio) and :func:`check_domain` (blocking) look up,
+all at once and within one overall deadline:
+
+- the ``_mta-sts`` TXT record, then the policy at
+  ``https://mta-sts.<domain>/.well-known/mta-sts.txt``, judged by the same
+  core rules the policy machine applies (RFC 8461 §3.1-§3.3);
+- the ``_smtp._tls`` TXT record (RFC 8460 §3);
+- the MX hosts, and for each one (unless told not to): a STARTTLS probe on
+  port 25, the PKIX check of its certificate against the MX name
+  (RFC 8461 §4.2), the DANE TLSA records when the resolver is trusted to
+  validate DNSSEC (RFC 7672 §2.2), and the verdict
+  :func:`smtpsts.decision.decide` gives for that session.
+
+The result is a frozen :class:`CheckReport` with the problems found and
+advice; :meth:`CheckReport.to_json` is the ``--json`` output. Nothing here
+raises for what the network does: timeouts, refusals and garbage become
+values in the report. When the deadline passes, the report holds what was
+found so far and says that it timed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+from cryptography import x509
+
+from smtpsts._names import to_alabel
+from smtpsts._txt import SelectionStatus
+from smtpsts._vocab import ResultType
+from smtpsts.actions import FetchFailed, HTTPResponse, TXTFailure, TXTNotFound, policy_request
+from smtpsts.cache import PolicyOutcome, PolicySource
+from smtpsts.certs import CertificateCheck, TrustStore, check_certificate
+from smtpsts.dane import DANECheck, match_tlsa
+from smtpsts.decision import (
+    DeliverAndReport,
+    MXHost,
+    SkipMX,
+    TLSObservation,
+    Verdict,
+    decide,
+)
+from smtpsts.exceptions import ParseError
+from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSNotFound
+from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSStatus, TLSALookup
+from smtpsts.io.http import AsyncHTTPSFetcher
+from smtpsts.io.starttls import STARTTLSProbe, aprobe_starttls
+from smtpsts.policy import Mode, Policy
+from smtpsts.record import STSRecord, select_sts_record
+from smtpsts.tlsrpt.record import TLSRPTRecord, select_tlsrpt_record
+from smtpsts.tlsrpt.session import PolicyInfo
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "CheckError",
+    "CheckReport",
+    "DANEStatus",
+    "MXCheck",
+    "STSCheck",
+    "TLSRPTCheck",
+    "acheck_domain",
+    "check_domain",
+]
+
+DEFAULT_TIMEOUT: Final = 30.0
+"""Seconds the whole check may take by default."""
+
+SMTP_PORT: Final = 25
+"""The port MX hosts are probed on (RFC 5321 §4.5.4)."""
+
+RECOMMENDED_MAX_AGE: Final = 604800
+"""RFC 8461 §3.2 recommends a ``max_age`` of weeks; below one week is flagged."""
+
+_TXT_REASONS: Final = {
+    SelectionStatus.MULTIPLE_RECORDS: "txt-multiple-records",
+    SelectionStatus.SYNTAX_ERROR: "txt-syntax-error",
+}
+
+_TIMED_OUT = "the check ran out of time before this step finished"
+
+
+@attrs.frozen
+class CheckError:
+    """
+    Why one part of the check found nothing usable.
+
+    Attributes:
+        result_type: The TLS-RPT result type the failure would be reported
+            as, if it has one (RFC 8460 §4.3).
+        reason: A short code, e.g. ``txt-multiple-records``, ``http-404``,
+            ``timeout``.
+        detail: What happened, in words.
+    """
+
+    result_type: ResultType | None
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"result_type", "reason", "detail"}``.
+        """
+        return {
+            "result_type": None if self.result_type is None else self.result_type.value,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@attrs.frozen
+class STSCheck:
+    """
+    The MTA-STS part of the check (RFC 8461 §3).
+
+    Attributes:
+        record: The ``_mta-sts`` record, if exactly one valid record exists.
+        policy: The fetched and parsed policy.
+        policy_url: Where the policy was (or would be) fetched from.
+        error: Why there is no record or no policy; ``None`` when both
+            were found, and also when there simply is no record (then
+            ``record`` is ``None``).
+    """
+
+    record: STSRecord | None = None
+    policy: Policy | None = None
+    policy_url: str = ""
+    error: CheckError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"record": {"id", "text"} | null, "policy": {"mode", "mx",
+            "max_age", "text"} | null, "policy_url", "error"}``.
+        """
+        record = self.record
+        policy = self.policy
+        return {
+            "record": None if record is None else {"id": record.id, "text": record.to_text()},
+            "policy": None
+            if policy is None
+            else {
+                "mode": policy.mode.value,
+                "mx": [str(p) for p in policy.mx],
+                "max_age": policy.max_age,
+                "text": policy.text,
+            },
+            "policy_url": self.policy_url,
+            "error": None if self.error is None else self.error.to_dict(),
+        }
+
+
+@attrs.frozen
+class TLSRPTCheck:
+    """
+    The TLS-RPT part of the check (RFC 8460 §3).
+
+    Attributes:
+        record: The ``_smtp._tls`` record, if exactly one valid record exists.
+        error: Why there is no usable record (``None`` when there simply is
+            none, or when it was found).
+    """
+
+    record: TLSRPTRecord | None = None
+    error: CheckError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"record": {"rua": [...], "text"} | null, "error"}``.
+        """
+        record = self.record
+        return {
+            "record": None
+            if record is None
+            else {"rua": list(record.rua), "text": record.to_text()},
+            "error": None if self.error is None else self.error.to_dict(),
+        }
+
+
+@attrs.frozen
+class DANEStatus:
+    """
+    The DANE part of one MX check (RFC 7672 §2.2).
+
+    Attributes:
+        status: ``not-checked`` (the resolver is not trusted to validate
+            DNSSEC, DANE-02), or the TLSA lookup's
+            :class:`~smtpsts.io.dnssec.DNSStatus` value: ``secure`` (DANE
+            applies), ``insecure`` / ``not-found`` (it does not),
+            ``bogus`` / ``tempfail`` (the MX must not be used, DANE-08).
+        records: The secure TLSA records as ``"u s m HEX"``.
+        base_domain: The TLSA base domain, when secure.
+        check: The match against the MX's chain, when DANE applies and the
+            chain was seen.
+        detail: What happened, in words.
+    """
+
+    status: str
+    records: tuple[str, ...] = ()
+    base_domain: str | None = None
+    check: DANECheck | None = None
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """Whether DANE makes this MX unusable or reports a broken RRset."""
+        if self.status in (DNSStatus.BOGUS, DNSStatus.TEMPFAIL):
+            return True
+        check = self.check
+        return check is not None and (not check.ok or check.result_type is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"status", "records", "base_domain", "authenticated", "ok",
+            "result_type", "reason", "detail"}``.
+        """
+        check = self.check
+        return {
+            "status": self.status,
+            "records": list(self.records),
+            "base_domain": self.base_domain,
+            "ok": None if check is None else check.ok,
+            "authenticated": None if check is None else check.authenticated,
+            "result_type": None
+            if check is None or check.result_type is None
+            else check.result_type.value,
+            "reason": None if check is None else check.reason,
+            "detail": self.detail if check is None else check.detail,
+        }
+
+
+@attrs.frozen
+class MXCheck:
+    """
+    What the check found for one MX host.
+
+    Attributes:
+        host: The MX host name (A-label, no trailing dot).
+        preference: Its MX preference.
+        implicit: ``True`` when the domain has no MX records and mail goes to
+            the domain itself (RFC 5321 §5.1).
+        matches_policy: Whether the MTA-STS policy names this MX
+            (RFC 8461 §4.1); ``None`` without a policy.
+        address: The address probed.
+        probe: The STARTTLS probe, when one was made.
+        certificate: The PKIX check of the MX certificate against the MX
+            name (RFC 8461 §4.2), when a chain was seen.
+        dane: The DANE status, when probes were made.
+        verdict: What :func:`smtpsts.decision.decide` says about delivering
+            through this MX after that session.
+        error: Why the MX could not be probed (address lookup failed, the
+            check ran out of time).
+    """
+
+    host: str
+    preference: int = 0
+    implicit: bool = False
+    matches_policy: bool | None = None
+    address: str | None = None
+    probe: STARTTLSProbe | None = None
+    certificate: CertificateCheck | None = None
+    dane: DANEStatus | None = None
+    verdict: Verdict | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"host", "preference", "implicit", "matches_policy", "address",
+            "tls": {...}, "dane": {...} | null, "verdict": {...} | null}``.
+        """
+        return {
+            "host": self.host,
+            "preference": self.preference,
+            "implicit": self.implicit,
+            "matches_policy": self.matches_policy,
+            "address": self.address,
+            "tls": self._tls_dict(),
+            "dane": None if self.dane is None else self.dane.to_dict(),
+            "verdict": _verdict_dict(self.verdict),
+        }
+
+    def _tls_dict(self) -> dict[str, Any]:
+        probe = self.probe
+        if probe is None:
+            return {"probed": False, "error": self.error}
+        cert = self.certificate
+        return {
+            "probed": True,
+            "connected": probe.connected,
+            "starttls": probe.starttls_offered,
+            "handshake": probe.handshake_ok,
+            "version": probe.tls_version,
+            "cipher": probe.cipher,
+            "failed_step": probe.step,
+            "result_type": None if probe.result_type is None else probe.result_type.value,
+            "reason": probe.reason,
+            "error": probe.error,
+            "certificate": None
+            if cert is None
+            else {
+                "ok": cert.ok,
+                "result_type": None if cert.result_type is None else cert.result_type.value,
+                "reason": cert.reason,
+                "detail": cert.detail,
+                "identity": cert.identity,
+                **_leaf_facts(probe.chain),
+            },
+        }
+
+
+def _verdict_dict(verdict: Verdict | None) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    failure = verdict.failure if isinstance(verdict, SkipMX | DeliverAndReport) else None
+    return {
+        "action": _ACTIONS[type(verdict).__name__],
+        "result_type": None if failure is None else failure.result_type.value,
+        "reason": None if failure is None else failure.reason,
+    }
+
+
+_ACTIONS: Final = {
+    "Deliver": "deliver",
+    "DeliverAndReport": "deliver-and-report",
+    "SkipMX": "skip-mx",
+}
+
+
+def _leaf_facts(chain: Sequence[x509.Certificate]) -> dict[str, Any]:
+    if not chain:
+        return {"names": [], "not_after": None}
+    leaf = chain[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = list(san.get_values_for_type(x509.DNSName))
+    except (x509.ExtensionNotFound, ValueError):
+        names = []
+    return {"names": names, "not_after": leaf.not_valid_after_utc.isoformat()}
+
+
+@attrs.frozen
+class CheckReport:
+    """
+    The result of checking one domain.
+
+    Attributes:
+        domain: The domain checked (A-label).
+        sts: The MTA-STS record and policy.
+        tlsrpt: The TLS-RPT record.
+        mx: The MX hosts in preference order (the domain itself when it has
+            no MX records).
+        mx_error: Why the MX hosts are unknown (lookup failure, timeout).
+        null_mx: The domain publishes a null MX (RFC 7505): it takes no mail.
+        dane_checked: Whether the resolver was trusted to validate DNSSEC,
+            so that DANE was checked (DANE-02).
+        problems: What is wrong, one sentence each; empty when all is well.
+        advice: What to do about it, and suggestions.
+        timed_out: The deadline passed before everything was checked.
+        elapsed: Seconds the check took.
+    """
+
+    domain: str
+    sts: STSCheck
+    tlsrpt: TLSRPTCheck
+    mx: tuple[MXCheck, ...] = ()
+    mx_error: CheckError | None = None
+    null_mx: bool = False
+    dane_checked: bool = False
+    problems: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
+    timed_out: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether no problem was found."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The JSON form (see :meth:`to_json`).
+
+        Returns:
+            A dictionary of JSON values.
+        """
+        return {
+            "domain": self.domain,
+            "ok": self.ok,
+            "sts": self.sts.to_dict(),
+            "tlsrpt": self.tlsrpt.to_dict(),
+            "mx": [m.to_dict() for m in self.mx],
+            "mx_error": None if self.mx_error is None else self.mx_error.to_dict(),
+            "null_mx": self.null_mx,
+            "dane_checked": self.dane_checked,
+            "problems": list(self.problems),
+            "advice": list(self.advice),
+            "timed_out": self.timed_out,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """
+        The report as JSON (the ``smtpsts check --json`` output).
+
+        Args:
+            indent: Indentation; ``None`` for one line.
+
+        Returns:
+            ``{"domain", "ok", "sts": {"record", "policy", "error", ...},
+            "tlsrpt": {"record", "error"}, "mx": [{"host", "preference",
+            "matches_policy", "tls", "dane", "verdict", ...}], "mx_error",
+            "null_mx", "dane_checked", "problems", "advice", "timed_out",
+            "elapsed"}``.
+        """
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+@attrs.define
+class _State:
+    """What the concurrent steps found so far (kept when the deadline cuts them off)."""
+
+    sts: STSCheck | None = None
+    tlsrpt: TLSRPTCheck | None = None
+    mx: list[MXCheck] | None = None
+    mx_error: CheckError | None = None
+    null_mx: bool = False
+
+
+def _txt_error(result: TXTFailure, qname: str) -> CheckError:
+    return CheckError(
+        ResultType.STS_POLICY_FETCH_ERROR,
+        "txt-lookup-failed",
+        f"the TXT lookup of {qname} failed: {result.reason}",
+    )
+
+
+async def _check_sts(
+    domain: str,
+    resolver: AsyncDNSResolver,
+    fetcher: AsyncHTTPSFetcher,
+    state: _State,
+    deadline: float,
+) -> None:
+    request = policy_request(domain, timeout=max(deadline - time.monotonic(), 0.001))
+    qname = f"_mta-sts.{domain}."
+    state.sts = STSCheck(policy_url=request.url, error=CheckError(None, "timeout", _TIMED_OUT))
+    answer = await resolver.lookup_txt(qname)
+    if isinstance(answer, TXTNotFound):
+        state.sts = STSCheck(policy_url=request.url)
+        return
+    if isinstance(answer, TXTFailure):
+        state.sts = STSCheck(policy_url=request.url, error=_txt_error(answer, qname))
+        return
+    selection = select_sts_record(answer.records)
+    record = selection.record
+    if record is None:
+        if selection.status is SelectionStatus.NO_RECORD:
+            state.sts = STSCheck(policy_url=request.url)
+            return
+        # RFC 8461 §3.1 (STS-REC-13, STS-REC-14): several records or a bad one
+        # means no policy at all.
+        detail = (
+            f"{selection.candidates} records start with v=STSv1; exactly one is allowed"
+            if selection.status is SelectionStatus.MULTIPLE_RECORDS
+            else f"the record does not parse: {selection.error}"
+        )
+        state.sts = STSCheck(
+            policy_url=request.url,
+            error=CheckError(
+                ResultType.STS_POLICY_FETCH_ERROR, _TXT_REASONS[selection.status], detail
+            ),
+        )
+        return
+    state.sts = STSCheck(
+        record, policy_url=request.url, error=CheckError(None, "timeout", _TIMED_OUT)
+    )
+    response = await fetcher.fetch(request)
+    body = request.validate(response) if isinstance(response, HTTPResponse) else response
+    if isinstance(body, FetchFailed):
+        error = CheckError(body.result_type, body.reason, body.detail)
+        state.sts = STSCheck(record, policy_url=request.url, error=error)
+        return
+    try:
+        policy = Policy.from_text(body)
+    except ParseError as exc:
+        # RFC 8460 §4.3.2.2: a policy that does not parse is sts-policy-invalid.
+        error = CheckError(ResultType.STS_POLICY_INVALID, exc.reason, str(exc))
+        state.sts = STSCheck(record, policy_url=request.url, error=error)
+        return
+    state.sts = STSCheck(record, policy, request.url)
+
+
+async def _check_tlsrpt(domain: str, resolver: AsyncDNSResolver, state: _State) -> None:
+    qname = f"_smtp._tls.{domain}."
+    state.tlsrpt = TLSRPTCheck(error=CheckError(None, "timeout", _TIMED_OUT))
+    answer = await resolver.lookup_txt(qname)
+    if isinstance(answer, TXTNotFound):
+        state.tlsrpt = TLSRPTCheck()
+        return
+    if isinstance(answer, TXTFailure):
+        error = CheckError(
+            None, "txt-lookup-failed", f"the TXT lookup of {qname} failed: {answer.reason}"
+        )
+        state.tlsrpt = TLSRPTCheck(error=error)
+        return
+    selection = select_tlsrpt_record(answer.records)
+    if selection.status is SelectionStatus.FOUND or selection.status is SelectionStatus.NO_RECORD:
+        state.tlsrpt = TLSRPTCheck(selection.record)
+        return
+    detail = (
+        f"{selection.candidates} records start with v=TLSRPTv1; exactly one is allowed"
+        if selection.status is SelectionStatus.MULTIPLE_RECORDS
+        else f"the record does not parse: {selection.error}"
+    )
+    state.tlsrpt = TLSRPTCheck(error=CheckError(None, _TXT_REASONS[selection.status], detail))
+
+
+@attrs.frozen
+class _Settings:
+    resolver: AsyncDNSResolver
+    dnssec: AsyncDNSSECResolver
+    trust: TrustStore
+    connect_to: Mapping[tuple[str, int], tuple[str, int]]
+    probe: bool
+    helo_name: str | None
+    now: datetime
+    deadline: float
+
+
+async def _check_mxs(domain: str, settings: _Settings, state: _State) -> None:
+    answer = await settings.resolver.lookup_mx(domain)
+    if isinstance(answer, DNSFailure):
+        state.mx_error = CheckError(
+            None, "mx-lookup-failed", f"the MX lookup failed: {answer.reason}"
+        )
+        return
+    if isinstance(answer, DNSNotFound):
+        # RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
+        hosts = [MXCheck(domain, 0, implicit=True)]
+    else:
+        real = [r for r in answer.records if r.exchange]
+        if not real:
+            # RFC 7505: a null MX: the domain accepts no mail.
+            state.null_mx = True
+            state.mx = []
+            return
+        hosts = [MXCheck(to_alabel(r.exchange), r.preference) for r in real]
+    state.mx = [attrs.evolve(m, error=_TIMED_OUT) if settings.probe else m for m in hosts]
+    if not settings.probe:
+        return
+
+    async def one(index: int) -> None:
+        state.mx[index] = await _check_mx(hosts[index], settings)  # type: ignore[index]
+
+    await asyncio.gather(*(one(i) for i in range(len(hosts))))
+
+
+async def _check_mx(mx: MXCheck, settings: _Settings) -> MXCheck:
+    override = settings.connect_to.get((mx.host, SMTP_PORT))
+    if override is not None:
+        endpoints = [override]
+    else:
+        found = await settings.resolver.lookup_addresses(mx.host)
+        if isinstance(found, DNSNotFound | DNSFailure):
+            what = (
+                "has no address records"
+                if isinstance(found, DNSNotFound)
+                else (f"address lookup failed: {found.reason}")
+            )
+            return attrs.evolve(mx, error=f"{mx.host} {what}")
+        endpoints = [(address, SMTP_PORT) for address in found.addresses]
+    tlsa_task = asyncio.ensure_future(_tlsa(mx.host, settings))
+    try:
+        for address, port in endpoints:
+            # RFC 5321 §5.1: try the MX's addresses in turn until one answers.
+            probe = await aprobe_starttls(
+                mx.host,
+                port,
+                connect_to=address,
+                deadline=settings.deadline,
+                helo_name=settings.helo_name,
+            )
+            if probe.connected:
+                break
+        tlsa = await tlsa_task
+    finally:
+        tlsa_task.cancel()
+    certificate = None
+    if probe.handshake_ok:
+        # RFC 8461 §4.2: the MX certificate must be valid for the MX name.
+        certificate = check_certificate(
+            probe.chain, mx.host, trust=settings.trust, now=settings.now
+        )
+    dane = _dane(tlsa, probe, settings.now)
+    return attrs.evolve(
+        mx, address=address, probe=probe, certificate=certificate, dane=dane, error=None
+    )
+
+
+async def _tlsa(host: str, settings: _Settings) -> TLSALookup | None:
+    if not settings.dnssec.trusted:
+        return None
+    return await settings.dnssec.lookup_tlsa(host, port=SMTP_PORT)
+
+
+def _dane(tlsa: TLSALookup | None, probe: STARTTLSProbe, now: datetime) -> DANEStatus:
+    if tlsa is None:
+        return DANEStatus("not-checked", detail="the resolver is not trusted to validate DNSSEC")
+    records = tuple(r.to_text() for r in tlsa.records)
+    check = None
+    if tlsa.status is DNSStatus.SECURE and probe.chain:
+        # RFC 7672 §3: authenticate the chain the server sent with the TLSA RRset.
+        check = match_tlsa(tlsa.records, probe.chain, names=tlsa.names, now=now)
+    return DANEStatus(tlsa.status.value, records, tlsa.base_domain, check, tlsa.detail)
+
+
+# --------------------------------------------------------------------------- assessment
+
+
+def _outcome(domain: str, policy: Policy | None) -> PolicyOutcome:
+    mode = None if policy is None else policy.mode
+    applied = policy if mode in (Mode.ENFORCE, Mode.TESTING) else None
+    return PolicyOutcome(
+        domain=domain,
+        policy=applied,
+        mode=mode,
+        source=PolicySource.FRESH if policy is not None else PolicySource.NONE,
+        policy_info=PolicyInfo.for_sts(domain, policy)
+        if policy is not None
+        else PolicyInfo.no_policy_found(domain),
+    )
+
+
+def _judge_mx(mx: MXCheck, policy: Policy | None, outcome: PolicyOutcome) -> MXCheck:
+    matches = None if policy is None or policy.mode is Mode.NONE else policy.matches(mx.host)
+    probe = mx.probe
+    verdict = None
+    if probe is not None and probe.connected:
+        status = mx.dane
+        dane = status.check if status is not None else None
+        tlsa = None
+        if status is not None and status.base_domain and status.records:
+            # RFC 8460 §4.4: the DANE part is reported under the TLSA RRset.
+            tlsa = PolicyInfo.for_tlsa(status.base_domain, status.records)
+        observation = TLSObservation(
+            starttls_offered=probe.starttls_offered,
+            handshake_ok=probe.handshake_ok,
+            handshake_error=probe.reason if probe.step == "handshake" else None,
+            pkix=mx.certificate,
+            dane=dane,
+            receiving_ip=probe.address,
+            receiving_mx_helo=probe.ehlo_name or None,
+            tlsa=tlsa,
+        )
+        verdict = decide(outcome, MXHost(mx.host, mx.preference, mx.implicit), observation)
+    return attrs.evolve(mx, matches_policy=matches, verdict=verdict)
+
+
+def _assess(domain: str, state: _State, *, probed: bool) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    advice: list[str] = []
+    sts = state.sts
+    assert sts is not None  # filled in before the report is built
+    policy = sts.policy
+    if sts.error is not None:
+        problems.append(f"MTA-STS: {sts.error.detail} ({sts.error.reason})")
+        if sts.error.result_type is ResultType.STS_WEBPKI_INVALID:
+            advice.append(
+                f"Serve the policy host mta-sts.{domain} with a certificate that is valid for "
+                "that name and chains to a public CA (RFC 8461 §3.3)."
+            )
+        elif sts.record is not None:
+            advice.append(
+                f"Serve the policy as text/plain with status 200 at {sts.policy_url}, "
+                "without redirects (RFC 8461 §3.3)."
+            )
+    elif sts.record is None:
+        problems.append(f"MTA-STS: no record at _mta-sts.{domain}; the domain has no policy.")
+        advice.append(
+            f'Publish a TXT record "v=STSv1; id=<date>;" at _mta-sts.{domain} and a policy '
+            f"at {sts.policy_url} (RFC 8461 §3)."
+        )
+    if policy is not None:
+        if policy.mode is Mode.TESTING:
+            advice.append(
+                "The policy is in testing mode: read the TLS-RPT reports, then switch to "
+                "mode: enforce (RFC 8461 §5)."
+            )
+        elif policy.mode is Mode.NONE:
+            advice.append("The policy is in mode none: MTA-STS is switched off for this domain.")
+        if policy.mode is not Mode.NONE and policy.max_age < RECOMMENDED_MAX_AGE:
+            advice.append(
+                f"max_age is {policy.max_age} s; RFC 8461 §3.2 recommends weeks "
+                f"(e.g. {RECOMMENDED_MAX_AGE} or more) so a downgrade cannot outlast it."
+            )
+    tlsrpt = state.tlsrpt
+    assert tlsrpt is not None
+    if tlsrpt.error is not None:
+        problems.append(f"TLS-RPT: {tlsrpt.error.detail} ({tlsrpt.error.reason})")
+    elif tlsrpt.record is None:
+        advice.append(
+            f'Publish a TXT record "v=TLSRPTv1; rua=mailto:tlsrpt@{domain}" at '
+            f"_smtp._tls.{domain} to receive TLS failure reports (RFC 8460 §3)."
+        )
+    if state.mx_error is not None:
+        problems.append(f"MX: {state.mx_error.detail}")
+    if state.null_mx:
+        advice.append(f"{domain} publishes a null MX (RFC 7505): it accepts no mail.")
+    for mx in state.mx or ():
+        problems += _mx_problems(mx, probed=probed)
+        if mx.matches_policy is False:
+            advice.append(f"Add 'mx: {mx.host}' (or a wildcard covering it) to the policy.")
+    return problems, advice
+
+
+def _mx_problems(mx: MXCheck, *, probed: bool) -> list[str]:
+    out: list[str] = []
+    if mx.matches_policy is False:
+        out.append(f"MX {mx.host}: matches no mx pattern of the policy (RFC 8461 §4.1).")
+    if not probed:
+        return out
+    probe = mx.probe
+    if probe is None:
+        out.append(f"MX {mx.host}: not probed: {mx.error}.")
+        return out
+    if not probe.handshake_ok:
+        out.append(f"MX {mx.host}: {_probe_failure(probe)}.")
+    cert = mx.certificate
+    if cert is not None and not cert.ok:
+        result_type = cert.result_type.value if cert.result_type is not None else "failure"
+        out.append(f"MX {mx.host}: certificate {result_type}: {cert.detail}.")
+    dane = mx.dane
+    if dane is not None and dane.failed:
+        check = dane.check
+        detail = dane.detail if check is None else f"{check.reason}: {check.detail}"
+        out.append(f"MX {mx.host}: DANE {dane.status}: {detail}.")
+    return out
+
+
+def _probe_failure(probe: STARTTLSProbe) -> str:
+    if not probe.connected:
+        return f"could not connect to {probe.address or probe.host}: {probe.error}"
+    if not probe.starttls_offered:
+        return f"STARTTLS not offered ({probe.reason})"
+    return f"STARTTLS failed at the {probe.step} step: {probe.error} ({probe.reason})"
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+async def acheck_domain(
+    domain: str,
+    *,
+    nameservers: Sequence[str] = (),
+    trust: TrustStore | None = None,
+    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 -- one deadline for many steps
+    probe_mx: bool = True,
+    helo_name: str | None = None,
+    now: datetime | None = None,
+    trust_ad: bool | None = None,
+) -> CheckReport:
+    """
+    Check a domain's MTA-STS, TLS-RPT and DANE setup (asyncio).
+
+    Args:
+        domain: The domain, any form :func:`smtpsts.to_alabel` accepts.
+        nameservers: ``IP[:PORT]`` DNS servers (default: the system's). A
+            resolver on loopback is trusted to validate DNSSEC, so DANE is
+            checked only then (DANE-02).
+        trust: Trust anchors for the policy host and MX certificates
+            (default: the system's).
+        connect_to: ``{(host, port): (address, port)}``: connect there
+            instead (curl's ``--connect-to``); TLS and SNI still use the
+            host. MX hosts are looked up as ``(mx, 25)``.
+        timeout: Seconds for the whole check; it returns by then.
+        probe_mx: Probe each MX with STARTTLS (port 25).
+        helo_name: The EHLO name of the probes (default: this host's name).
+        now: The time certificates are checked at (default: now).
+        trust_ad: Whether to trust the resolver's DNSSEC validation (the
+            AD bit) and so check DANE; ``None``: exactly when every
+            nameserver is on loopback (DANE-02).
+
+    Returns:
+        The report; network failures are part of it, never raised.
+
+    Raises:
+        DomainNameError: ``domain`` is not a valid host name.
+        ValueError: A nameserver setting is malformed.
+        dns.resolver.NoResolverConfiguration: No nameservers were given and
+            the system has none.
+    """
+    name = to_alabel(domain)
+    started = time.monotonic()
+    # The steps end a little before the overall deadline, so that a slow
+    # server is reported with its own failure; the overall timeout is the
+    # safety net that makes the check return on time whatever happens.
+    step_time = timeout - min(0.25, timeout / 10)
+    deadline = started + step_time
+    if trust is None:
+        from smtpsts.io.truststore import load_system_trust_store  # noqa: PLC0415
+
+        trust = load_system_trust_store()
+    resolver = AsyncDNSResolver(nameservers, timeout=min(2.0, step_time), lifetime=step_time)
+    dnssec = AsyncDNSSECResolver(
+        nameservers, timeout=min(2.0, step_time), lifetime=step_time, trust_ad=trust_ad
+    )
+    fetcher = AsyncHTTPSFetcher(
+        trust=trust if len(trust) else None, resolver=resolver, connect_to=connect_to
+    )
+    settings = _Settings(
+        resolver,
+        dnssec,
+        trust,
+        dict(connect_to or {}),
+        probe_mx,
+        helo_name,
+        now or datetime.now(UTC),
+        deadline,
+    )
+    state = _State()
+    timed_out = False
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(
+                _check_sts(name, resolver, fetcher, state, deadline),
+                _check_tlsrpt(name, resolver, state),
+                _check_mxs(name, settings, state),
+            )
+    except TimeoutError:
+        timed_out = True
+    return _report(name, state, settings, timed_out, time.monotonic() - started)
+
+
+def _report(
+    name: str, state: _State, settings: _Settings, timed_out: bool, elapsed: float
+) -> CheckReport:
+    timeout_error = CheckError(None, "timeout", _TIMED_OUT)
+    if state.sts is None:
+        state.sts = STSCheck(error=timeout_error)
+    if state.tlsrpt is None:
+        state.tlsrpt = TLSRPTCheck(error=timeout_error)
+    if state.mx is None and state.mx_error is None:
+        state.mx_error = timeout_error
+    policy = state.sts.policy
+    outcome = _outcome(name, policy)
+    state.mx = [_judge_mx(mx, policy, outcome) for mx in state.mx or ()]
+    problems, advice = _assess(name, state, probed=settings.probe)
+    if timed_out:
+        problems.append("The check did not finish within its deadline; results are partial.")
+    return CheckReport(
+        domain=name,
+        sts=state.sts,
+        tlsrpt=state.tlsrpt,
+        mx=tuple(state.mx),
+        mx_error=state.mx_error,
+        null_mx=state.null_mx,
+        dane_checked=settings.probe and settings.dnssec.trusted,
+        problems=tuple(problems),
+        advice=tuple(advice),
+        timed_out=timed_out,
+        elapsed=elapsed,
+    )
+
+
+def check_domain(
+    domain: str,
+    *,
+    nameservers: Sequence[str] = (),
+    trust: TrustStore | None = None,
+    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    probe_mx: bool = True,
+    helo_name: str | None = None,
+    now: datetime | None = None,
+    trust_ad: bool | None = None,
+) -> CheckReport:
+    """
+    Check a domain (blocking); see :func:`acheck_domain`.
+
+    Runs its own event loop, and does not wait for stray worker threads when
+    it ends, so the deadline holds.
+
+    Args:
+        domain: The domain.
+        nameservers: ``IP[:PORT]`` DNS servers (default: the system's).
+        trust: Trust anchors (default: the system's).
+        connect_to: ``{(host, port): (address, port)}`` overrides.
+        timeout: Seconds for the whole check.
+        probe_mx: Probe each MX with STARTTLS.
+        helo_name: The EHLO name of the probes.
+        now: The time certificates are checked at.
+        trust_ad: Whether to trust the resolver's DNSSEC validation.
+
+    Returns:
+        The report.
+
+    Raises:
+        DomainNameError: ``domain`` is not a valid host name.
+        ValueError: A nameserver setting is malformed.
+        dns.resolver.NoResolverConfiguration: No nameservers were given and
+            the system has none.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(
+            acheck_domain(
+                domain,
+                nameservers=nameservers,
+                trust=trust,
+                connect_to=connect_to,
+                timeout=timeout,
+                probe_mx=probe_mx,
+                helo_name=helo_name,
+                now=now,
+                trust_ad=trust_ad,
+            )
+        )
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        with contextlib.suppress(RuntimeError):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
