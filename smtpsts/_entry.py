@@ -99,6 +99,11 @@ class CacheEntry:
     negative_until: datetime | None = attrs.field(default=None, validator=_aware)
     # The outcome of applying this entry, built on first use (cached_outcome).
     _outcome: PolicyOutcome | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    # The "no policy" outcome of this entry while it is a live negative entry
+    # (negative_outcome).
+    _negative_outcome: PolicyOutcome | None = attrs.field(
+        default=None, init=False, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.expires_at is not None and (self.record_id is None or self.fetched_at is None):

@@ -106,6 +106,7 @@ __all__ = [
     "ResolutionState",
     "Transition",
     "cached_outcome",
+    "negative_outcome",
 ]
 
 
@@ -207,6 +208,39 @@ def cached_outcome(entry: CacheEntry | None, now: datetime) -> PolicyOutcome | N
     if entry is None or not entry.is_live(now):
         return None
     return _entry_outcome(entry)
+
+
+def negative_outcome(entry: CacheEntry | None, now: datetime) -> PolicyOutcome | None:
+    """
+    The "no policy" outcome of a live negative entry, without any lookup.
+
+    A domain found to have no STS record is trusted to have none until the
+    entry's ``negative_until`` (the DNS negative TTL, bounded by
+    :attr:`PolicyConfig.negative_ttl_max`), unless a live policy entry says
+    otherwise. :class:`PolicyResolution` resolves such a domain at once; drivers
+    use this to skip even building the machine (the hot path for domains
+    without MTA-STS). The outcome is built once per entry and reused.
+
+    Args:
+        entry: The stored entry, or ``None``.
+        now: The current time.
+
+    Returns:
+        The no-policy outcome while the negative entry is live, else ``None``.
+    """
+    if entry is None or entry.is_live(now) or not entry.is_negative(now):
+        return None
+    outcome = entry._negative_outcome  # noqa: SLF001 -- this module's cache
+    if outcome is None:
+        outcome = PolicyOutcome(
+            domain=entry.domain,
+            policy=None,
+            mode=None,
+            source=PolicySource.NONE,
+            policy_info=_no_policy_info(entry.domain),
+        )
+        object.__setattr__(entry, "_negative_outcome", outcome)
+    return outcome
 
 
 # --------------------------------------------------------------------------- the machine
@@ -446,8 +480,9 @@ class PolicyResolution:
         self._pending: LookupTXT | FetchPolicy | None = None
         self._resolved: Resolved | None = None
         self._fetch_id = ""
-        if not refresh and self._live is None and cached is not None and cached.is_negative(now):
-            self._done(_E.NEGATIVE_CACHED, Resolved(self._no_policy()))
+        negative = None if refresh else negative_outcome(cached, now)
+        if negative is not None:
+            self._done(_E.NEGATIVE_CACHED, Resolved(negative))
         else:
             self._go(_E.CHECK_TXT)
             self._pending = LookupTXT(sts_qname(self.domain))

@@ -18,7 +18,7 @@ from dnsserver import DNSServer
 from fakes import T0, ScriptedDNS, ScriptedFetcher, ok, txt
 from httpsservers import ENFORCE, HTTPSServer, policy, slow_drip
 from smtpsts.actions import FetchFailed, FetchFailure, FetchPolicy, TXTFailure
-from smtpsts.cache import CacheEntry, PolicyConfig, PolicySource
+from smtpsts.cache import CacheEntry, PolicyConfig, PolicyOutcome, PolicySource
 from smtpsts.exceptions import UsageError
 from smtpsts.io.dns import AsyncDNSResolver, DNSResolver
 from smtpsts.io.drivers import PolicyResolver, RefreshReport, aresolve_policy, resolve_policy
@@ -183,6 +183,27 @@ class TestEndToEnd:
         resolver.resolve("absent.example", now=T0 + timedelta(seconds=300))
         assert queries + 2 == dns_server.count("_mta-sts.absent.example", "TXT")
         assert requests == len(https.requests)
+
+    def test_negative_cache_asyncio(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """STS-CACHE-18, STS-FETCH-19: asyncio lookups of a domain without a record ask DNS once per negative TTL."""
+        resolver = make_resolver(https, dns_server)
+        queries = dns_server.count("_mta-sts.absent-async.example", "TXT")
+
+        async def run() -> list[PolicyOutcome]:
+            first = await resolver.aresolve("absent-async.example", now=T0)
+            later = [
+                await resolver.aresolve("absent-async.example", now=T0 + timedelta(seconds=s))
+                for s in (1, 150, 299)
+            ]
+            expired = await resolver.aresolve(
+                "absent-async.example", now=T0 + timedelta(seconds=300)
+            )
+            return [first, *later, expired]
+
+        outcomes = asyncio.run(run())
+        assert [None] * 5 == [o.policy for o in outcomes]
+        assert outcomes[1] is outcomes[2]  # the cached answer is built once and reused
+        assert queries + 2 == dns_server.count("_mta-sts.absent-async.example", "TXT")
 
     def test_single_flight_asyncio(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """STS-FETCH-20: 1000 concurrent lookups of one domain: one TXT query, one GET."""

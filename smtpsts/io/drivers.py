@@ -46,6 +46,7 @@ from smtpsts.cache import (
     PolicyResolution,
     PolicySource,
     cached_outcome,
+    negative_outcome,
 )
 from smtpsts.certs import TrustStore
 from smtpsts.exceptions import UsageError
@@ -436,7 +437,15 @@ class PolicyResolver:
             DomainNameError: ``domain`` is not a valid host name.
         """
         name = to_alabel(domain)
-        flight = self._aflights.get(name) or self._start_flight(name, now or self.clock())
+        flight = self._aflights.get(name)
+        if flight is None:
+            now = now or self.clock()
+            # A live negative entry (the domain had no STS record) needs no I/O at
+            # all, so it skips the flight machinery (negative caching, STS-CACHE-18).
+            negative = negative_outcome(await self.astore.get(name), now)
+            if negative is not None:
+                return negative
+            flight = self._aflights.get(name) or self._start_flight(name, now)
         return await asyncio.shield(flight)
 
     def _start_flight(self, name: str, now: datetime) -> asyncio.Future[PolicyOutcome]:
