@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from smtpsts._cli.tlsrpt_send import register_send
 from smtpsts.exceptions import ReportSyntaxError
 from smtpsts.tlsrpt.model import PolicyResult, Report
 from smtpsts.tlsrpt.parse import MAX_MESSAGE_SIZE, parse_report_message
@@ -42,6 +43,7 @@ def register(sub: Any) -> None:
     show.add_argument("files", nargs="+", metavar="FILE", help="a report file, or - for stdin")
     show.add_argument("--json", action="store_true", help="print normalised report JSON")
     show.set_defaults(handler=_show)
+    register_send(tsub)
 
 
 def _read(name: str) -> bytes:

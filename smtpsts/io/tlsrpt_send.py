@@ -1,0 +1,1072 @@
+"""
+Delivering TLS-RPT reports: mail and HTTPS POST, with retries and a persistent outbox.
+
+How reports are sent
+--------------------
+:func:`send_due_reports` does one round of work:
+
+1. **Build.** For every (UTC day, report domain) of the collection store that
+   is over and not yet reported, it builds the report (RPT-AGG-01,
+   RPT-AGG-03), puts it in the :class:`Outbox` (an SQLite table; adding the
+   same report twice is a no-op) and only then marks the pair reported in the
+   store. A crash between the two steps rebuilds the same report, with the
+   same ``report-id``, and the outbox ignores it: nothing is lost or doubled.
+2. **Deliver.** For every outbox item that is due, it looks up
+   ``_smtp._tls.<policy-domain>`` at send time (RPT-REC-14). No record, several
+   records or an invalid one mean the domain does not want reports: the item
+   is dropped and logged (RPT-REC-06, RPT-AGG-19); a DNS failure is retried.
+   Each usable ``rua`` (RPT-SEND-15, RPT-SEND-23) gets the report: ``mailto:``
+   as the RFC 8460 §5.3 message from :func:`smtpsts.tlsrpt.report_message`,
+   DKIM-signed by a :class:`DKIMSigner` and handed to a submit function;
+   ``https:`` as a POST of the gzip body (RPT-SEND-17). One accepting endpoint
+   delivers the report (RPT-SEND-16).
+3. **Retry.** A failed item is tried again after 5 minutes, then 10, 20, ...
+   (doubling), and given up with a logged reason once the next try would be
+   more than 24 hours after the first (RPT-SEND-20; both are settings).
+
+:func:`run_daily` runs this in a loop: the build after 00:00 UTC plus a random
+delay of up to 4 hours (RPT-AGG-15), deliveries whenever a retry is due.
+The clock, the sleep and the random source are parameters.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import http.client
+import logging
+import os
+import random
+import smtplib
+import socket
+import sqlite3
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, Protocol, Self
+
+import attrs
+
+from smtpsts._names import to_alabel
+from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
+from smtpsts.exceptions import UsageError
+from smtpsts.tlsrpt.aggregate import Aggregator
+from smtpsts.tlsrpt.model import Report
+from smtpsts.tlsrpt.record import (
+    HTTPSEndpoint,
+    MailtoEndpoint,
+    SelectionStatus,
+    select_tlsrpt_record,
+)
+from smtpsts.tlsrpt.serialize import (
+    CONTENT_TYPE_GZIP,
+    CONTENT_TYPE_JSON,
+    gzip_report,
+    report_message,
+    submitter_domain,
+)
+
+__all__ = [
+    "DEFAULT_INITIAL_BACKOFF",
+    "DEFAULT_RETRY_PERIOD",
+    "MAX_JITTER",
+    "SIZE_WARNING",
+    "CollectionStore",
+    "DKIMSigner",
+    "DeliveryResult",
+    "Outbox",
+    "OutboxItem",
+    "ReportSender",
+    "SMTPSubmitter",
+    "SendSummary",
+    "is_report_message",
+    "post_report",
+    "retry_at",
+    "run_daily",
+    "send_due_reports",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INITIAL_BACKOFF = timedelta(minutes=5)
+"""The wait after the first failed delivery; it doubles after each (RPT-SEND-20)."""
+
+DEFAULT_RETRY_PERIOD = timedelta(hours=24)
+"""How long after the first attempt deliveries are retried (RPT-SEND-20)."""
+
+MAX_JITTER = timedelta(hours=4)
+"""Upper bound of the random delay after 00:00 UTC (RPT-AGG-15)."""
+
+SIZE_WARNING = 10 * 1024 * 1024
+"""A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
+
+_RESPONSE_CAP = 64 * 1024
+
+TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
+"""Looks up a TXT RRset, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_txt`."""
+
+Submit = Callable[[bytes, str, str], None]
+"""Submits a message: ``(message bytes, envelope sender, recipient)``; raises on failure."""
+
+
+class DKIMSigner(Protocol):
+    """Signs a report mail with DKIM (RFC 8460 §3, RPT-SEND-10..12)."""
+
+    def sign(self, message: bytes) -> bytes:
+        """
+        Sign a message.
+
+        Args:
+            message: The message, CRLF line endings.
+
+        Returns:
+            The message with its ``DKIM-Signature`` header.
+        """
+        ...
+
+
+class CollectionStore(Protocol):
+    """What :func:`send_due_reports` needs of a collection store (sqlite or Redis)."""
+
+    def pending(self, before: date) -> list[tuple[date, str]]:
+        """The (day, domain) pairs before ``before`` not yet reported."""
+        ...
+
+    def aggregator(
+        self, day: date, domain: str | None = None, *, max_failure_details: int = 1000
+    ) -> Aggregator:
+        """The counts of a day as an aggregator."""
+        ...
+
+    def mark_reported(self, day: date, domain: str, now: datetime) -> bool:
+        """Record that a (day, domain) was reported."""
+        ...
+
+    def purge(self, now: datetime, keep_days: int = 7) -> int:
+        """Delete what was reported more than ``keep_days`` ago."""
+        ...
+
+
+def is_report_message(headers: Mapping[str, str] | object) -> bool:
+    """
+    Whether a message is a TLS-RPT report, so its delivery must not be counted.
+
+    An MTA that relays the reports marks the session results of such a message
+    with ``report_delivery=True`` (RFC 8460 §3, RPT-AGG-10), and delivers it
+    despite TLS failures (RPT-SEND-14; the message carries ``TLS-Required: No``).
+
+    Args:
+        headers: The message (an :class:`email.message.Message`) or any
+            mapping of its headers.
+
+    Returns:
+        ``True`` when it has a ``TLS-Report-Domain`` header.
+    """
+    get = getattr(headers, "get", None)
+    return callable(get) and get("TLS-Report-Domain") is not None
+
+
+def retry_at(
+    first_attempt: datetime,
+    attempts: int,
+    *,
+    initial: timedelta = DEFAULT_INITIAL_BACKOFF,
+    period: timedelta = DEFAULT_RETRY_PERIOD,
+) -> datetime | None:
+    """
+    When to try again after ``attempts`` failed deliveries (RPT-SEND-20).
+
+    The waits are ``initial``, then doubling: with the defaults the tries are
+    at +0, +5, +15, +35 minutes and so on.
+
+    Args:
+        first_attempt: When the first delivery was tried.
+        attempts: How many tries failed so far (at least 1).
+        initial: The first wait.
+        period: No try later than this after the first.
+
+    Returns:
+        The time of the next try, or ``None`` to give up.
+    """
+    elapsed = initial * ((1 << attempts) - 1)
+    if elapsed > period:
+        return None
+    return first_attempt + elapsed
+
+
+# --------------------------------------------------------------------------- transports
+
+
+@attrs.frozen
+class DeliveryResult:
+    """
+    What one endpoint did with a report.
+
+    Attributes:
+        uri: The ``rua`` URI.
+        ok: Whether it accepted the report.
+        detail: The HTTP status, the SMTP reply or the error, in words.
+    """
+
+    uri: str
+    ok: bool
+    detail: str
+
+
+def post_report(
+    url: str,
+    body: bytes,
+    *,
+    content_type: str = CONTENT_TYPE_GZIP,
+    timeout: float = 60.0,
+    verify: bool = False,
+    context: ssl.SSLContext | None = None,
+    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    user_agent: str = "smtpsts",
+) -> DeliveryResult:
+    """
+    POST a report to an ``https:`` ``rua`` (RFC 8460 §5.4).
+
+    The body is the report itself (gzip bytes with ``application/tlsrpt+gzip``,
+    no ``Content-Encoding``, RPT-SEND-17). Only a 2xx status is success;
+    redirects are not followed (RPT-SEND-18, AMB-26). Certificate errors are
+    logged and ignored unless ``verify`` is set (RPT-SEND-19, AMB-26): the
+    POST is first tried with verification, and on a certificate error tried
+    again without it. The whole exchange has one deadline.
+
+    Args:
+        url: The ``https:`` URI.
+        body: The request body.
+        content_type: Its media type.
+        timeout: Seconds for the whole exchange.
+        verify: Refuse endpoints whose certificate does not verify.
+        context: The TLS context for verification (system trust by default).
+        connect_to: ``{(host, port): (address, port)}``: connect elsewhere,
+            keeping the host name for SNI, ``Host`` and verification (tests).
+        user_agent: The ``User-Agent`` header.
+
+    Returns:
+        The outcome; never raises for network or TLS errors.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return DeliveryResult(url, ok=False, detail="invalid port")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    address = (connect_to or {}).get((host, port), (host, port))
+    deadline = time.monotonic() + timeout
+    verified = context or ssl.create_default_context()
+    request: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "address": address,
+        "target": target,
+        "body": body,
+        "content_type": content_type,
+        "deadline": deadline,
+        "user_agent": user_agent,
+    }
+    try:
+        return _post_once(url, context=verified, **request)
+    except ssl.SSLCertVerificationError as exc:
+        if verify:
+            return DeliveryResult(url, ok=False, detail=f"certificate error: {exc.verify_message}")
+        log.warning(
+            "TLS-RPT: %s: certificate error ignored (RFC 8460 §3): %s", url, exc.verify_message
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        return DeliveryResult(url, ok=False, detail=f"{type(exc).__name__}: {exc}")
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        return _post_once(url, context=unverified, **request)
+    except (OSError, http.client.HTTPException) as exc:
+        return DeliveryResult(url, ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline reached")
+    return left
+
+
+def _post_once(
+    url: str,
+    *,
+    host: str,
+    port: int,
+    address: tuple[str, int],
+    target: str,
+    body: bytes,
+    content_type: str,
+    context: ssl.SSLContext,
+    deadline: float,
+    user_agent: str,
+) -> DeliveryResult:
+    raw = socket.create_connection(address, timeout=_remaining(deadline))
+    try:
+        sock = context.wrap_socket(raw, server_hostname=host)
+    except BaseException:
+        raw.close()
+        raise
+    conn = http.client.HTTPConnection(host, port, timeout=_remaining(deadline))
+    conn.sock = sock  # a pre-connected socket: http.client uses it as is
+    try:
+        name = f"[{host}]" if ":" in host else host  # RFC 9110 §7.2: IPv6 literal in brackets
+        authority = name if port == 443 else f"{name}:{port}"
+        conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", authority)
+        conn.putheader("Content-Type", content_type)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.putheader("User-Agent", user_agent)
+        conn.putheader("Connection", "close")
+        conn.endheaders(body)
+        sock.settimeout(_remaining(deadline))
+        response = conn.getresponse()
+        sock.settimeout(_remaining(deadline))
+        response.read(_RESPONSE_CAP)  # the body is not used; read at most the cap
+        status = response.status
+    finally:
+        conn.close()
+    # RFC 8460 §5.4: any 2xx is success; a 3xx is not followed (AMB-26).
+    return DeliveryResult(url, ok=200 <= status < 300, detail=f"HTTP {status}")
+
+
+class _STARTTLSFailedError(Exception):
+    """The STARTTLS handshake failed; in opportunistic mode the mail goes in cleartext."""
+
+
+@attrs.define
+class SMTPSubmitter:
+    """
+    The default submit function: hand a report mail to an SMTP server with :mod:`smtplib`.
+
+    The report must arrive even when TLS fails (RFC 8460 §3, RPT-SEND-14):
+    with ``starttls="opportunistic"`` (the default) STARTTLS is used when
+    offered, without certificate checks, and a failed handshake is retried in
+    cleartext. Use ``"required"`` (with verification) for a submission
+    server across an untrusted network.
+
+    Args:
+        host: The submission server.
+        port: Its port.
+        starttls: ``"opportunistic"``, ``"required"`` or ``"never"``.
+        implicit_tls: Connect with TLS at once (port 465).
+        context: TLS context for ``"required"``/``implicit_tls``
+            (system trust by default).
+        username: Log in with this name (after TLS, if any).
+        password: And this password.
+        timeout: Seconds per network operation.
+        local_hostname: The EHLO name (the host's FQDN by default).
+    """
+
+    host: str = "localhost"
+    port: int = 25
+    starttls: Literal["opportunistic", "required", "never"] = "opportunistic"
+    implicit_tls: bool = False
+    context: ssl.SSLContext | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 60.0
+    local_hostname: str | None = None
+
+    def __call__(self, message: bytes, mail_from: str, rcpt_to: str) -> None:
+        """
+        Submit one message.
+
+        Args:
+            message: The message (CRLF line endings).
+            mail_from: The envelope sender.
+            rcpt_to: The recipient.
+
+        Raises:
+            smtplib.SMTPException: The server refused it.
+            OSError: The connection failed.
+        """
+        try:
+            self._send(message, mail_from, rcpt_to, tls=self.starttls != "never")
+        except _STARTTLSFailedError as exc:
+            # RFC 8460 §3: the report is delivered despite TLS failures (RPT-SEND-14).
+            log.warning("TLS-RPT: STARTTLS to %s failed (%s); sending in cleartext", self.host, exc)
+            self._send(message, mail_from, rcpt_to, tls=False)
+
+    def _send(self, message: bytes, mail_from: str, rcpt_to: str, *, tls: bool) -> None:
+        if self.implicit_tls:
+            context = self.context or ssl.create_default_context()
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                timeout=self.timeout,
+                context=context,
+                local_hostname=self.local_hostname,
+            )
+        else:
+            client = smtplib.SMTP(
+                self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
+            )
+        with client:
+            if tls and not self.implicit_tls:
+                client.ehlo()
+                if client.has_extn("starttls"):
+                    try:
+                        client.starttls(context=self._starttls_context())
+                    except (ssl.SSLError, OSError) as exc:
+                        if self.starttls == "required":
+                            raise
+                        raise _STARTTLSFailedError(str(exc)) from exc
+                    client.ehlo()
+                elif self.starttls == "required":
+                    raise smtplib.SMTPNotSupportedError("server offers no STARTTLS")
+            if self.username is not None:
+                client.login(self.username, self.password or "")
+            client.sendmail(mail_from, [rcpt_to], message)
+
+    def _starttls_context(self) -> ssl.SSLContext:
+        if self.starttls == "required":
+            return self.context or ssl.create_default_context()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+@attrs.frozen
+class OutboxItem:
+    """
+    One report waiting for (or done with) delivery.
+
+    Attributes:
+        report_id: The report's ``report-id`` (the outbox key).
+        domain: The policy (report) domain.
+        day: The UTC day the report covers.
+        report: The report.
+        created_at: When it was put in the outbox (the first attempt).
+        attempts: Failed attempts so far.
+        next_attempt: When it is due; ``None`` once finished.
+        state: ``pending``, ``delivered``, ``dropped`` (the domain wants no
+            reports) or ``failed`` (given up).
+        last_error: Why the last attempt failed, or why it was dropped.
+        delivered_to: The endpoints that accepted it.
+    """
+
+    report_id: str
+    domain: str
+    day: date
+    report: Report
+    created_at: datetime
+    attempts: int
+    next_attempt: datetime | None
+    state: str
+    last_error: str | None
+    delivered_to: tuple[str, ...]
+
+
+_SELECT = (
+    "SELECT report_id, domain, day, report, created_at, attempts, next_attempt,"
+    " state, last_error, delivered_to FROM tlsrpt_outbox "
+)
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class Outbox:
+    """
+    Reports to deliver, in an SQLite file, so a restart loses none (issue #5 item 5).
+
+    It may share the file of :class:`smtpsts.stores.tlsrpt_sqlite.SQLiteTLSRPTStore`.
+
+    Args:
+        path: The database file (created if missing), or ``":memory:"``.
+        busy_timeout: Seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS tlsrpt_outbox ("
+                " report_id TEXT PRIMARY KEY NOT NULL, domain TEXT NOT NULL, day TEXT NOT NULL,"
+                " report TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL,"
+                " next_attempt REAL, state TEXT NOT NULL, last_error TEXT,"
+                " delivered_to TEXT NOT NULL DEFAULT '', finished_at REAL)"
+            )
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def enqueue(self, report: Report, domain: str, day: date, now: datetime) -> bool:
+        """
+        Add a report, due at once; a report already there (same id) is left alone.
+
+        Args:
+            report: The report (it must have a ``report-id``).
+            domain: Its policy domain.
+            day: The UTC day it covers.
+            now: The current time.
+
+        Returns:
+            Whether it was added.
+
+        Raises:
+            smtpsts.UsageError: The report has no ``report-id``.
+        """
+        if not report.report_id:
+            raise UsageError("a report needs a report-id to be queued")
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO tlsrpt_outbox (report_id, domain, day, report, created_at,"
+                " attempts, next_attempt, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending')",
+                (
+                    report.report_id,
+                    to_alabel(domain),
+                    day.isoformat(),
+                    report.to_json(),
+                    now.timestamp(),
+                    now.timestamp(),
+                ),
+            )
+        return cur.rowcount == 1
+
+    def _items(self, where: str, params: tuple[object, ...]) -> list[OutboxItem]:
+        with self._lock:
+            sql = _SELECT + where  # where is one of the fixed clauses below
+            rows = self._conn.execute(
+                sql,
+                params,
+            ).fetchall()
+        return [
+            OutboxItem(
+                rid,
+                dom,
+                date.fromisoformat(day),
+                Report.from_json(doc),
+                datetime.fromtimestamp(created, UTC),
+                attempts,
+                _dt(nxt),
+                state,
+                err,
+                tuple(x for x in to.split(" ") if x),
+            )
+            for rid, dom, day, doc, created, attempts, nxt, state, err, to in rows
+        ]
+
+    def due(self, now: datetime) -> list[OutboxItem]:
+        """
+        The pending items whose next attempt is due.
+
+        Args:
+            now: The current time.
+
+        Returns:
+            The items, the longest waiting first.
+        """
+        return self._items(
+            "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt, report_id",
+            (now.timestamp(),),
+        )
+
+    def items(self, state: str | None = None) -> list[OutboxItem]:
+        """
+        Every item, or those in one state.
+
+        Args:
+            state: ``pending``, ``delivered``, ``dropped`` or ``failed``.
+
+        Returns:
+            The items, oldest first.
+        """
+        if state is None:
+            return self._items("ORDER BY created_at, report_id", ())
+        return self._items("WHERE state = ? ORDER BY created_at, report_id", (state,))
+
+    def next_due(self) -> datetime | None:
+        """
+        When the next pending item is due.
+
+        Returns:
+            The time, or ``None`` when nothing is pending.
+        """
+        with self._lock:
+            (value,) = self._conn.execute(
+                "SELECT min(next_attempt) FROM tlsrpt_outbox WHERE state = 'pending'"
+            ).fetchone()
+        return _dt(value)
+
+    def record(
+        self,
+        report_id: str,
+        *,
+        state: str,
+        attempts: int,
+        next_attempt: datetime | None,
+        error: str | None,
+        delivered_to: Sequence[str] = (),
+        now: datetime,
+    ) -> None:
+        """
+        Store the outcome of an attempt.
+
+        Args:
+            report_id: The item.
+            state: Its new state.
+            attempts: Failed attempts so far.
+            next_attempt: When to try again (``None`` once finished).
+            error: Why the attempt failed, or why the item was dropped.
+            delivered_to: The endpoints that accepted it.
+            now: The current time.
+        """
+        finished = None if state == "pending" else now.timestamp()
+        with self._lock:
+            self._conn.execute(
+                "UPDATE tlsrpt_outbox SET state = ?, attempts = ?, next_attempt = ?,"
+                " last_error = ?, delivered_to = ?, finished_at = ? WHERE report_id = ?",
+                (
+                    state,
+                    attempts,
+                    None if next_attempt is None else next_attempt.timestamp(),
+                    error,
+                    " ".join(delivered_to),
+                    finished,
+                    report_id,
+                ),
+            )
+
+    def purge(self, now: datetime, keep_days: int = 7) -> int:
+        """
+        Delete finished items older than ``keep_days``.
+
+        Args:
+            now: The current time.
+            keep_days: The retention period.
+
+        Returns:
+            How many items were deleted.
+        """
+        cutoff = (now - timedelta(days=keep_days)).timestamp()
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM tlsrpt_outbox WHERE state != 'pending' AND finished_at < ?",
+                (cutoff,),
+            )
+        return cur.rowcount
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- sender
+
+
+@attrs.frozen
+class SendSummary:
+    """
+    What one :func:`send_due_reports` round did.
+
+    Attributes:
+        built: Reports built and queued.
+        delivered: Report ids delivered.
+        dropped: Report ids dropped (no usable TLSRPT record or endpoint).
+        retrying: Report ids that failed and will be tried again.
+        failed: Report ids given up.
+    """
+
+    built: tuple[str, ...] = ()
+    delivered: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    retrying: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+def _mailbox_domain(address: str) -> str:
+    return address.rpartition("@")[2]
+
+
+@attrs.define
+class ReportSender:
+    """
+    Who we are and how reports leave: the settings of :func:`send_due_reports`.
+
+    Args:
+        organization_name: ``organization-name`` of the reports.
+        contact_info: ``contact-info``, an address at the submitter domain
+            (RPT-SEND-07).
+        lookup_txt: Looks up ``_smtp._tls.<domain>`` (for example
+            ``DNSResolver().lookup_txt``).
+        from_address: ``From`` and envelope sender of report mails; a
+            mailbox at the submitter domain (RPT-SEND-21); ``contact_info``
+            by default.
+        submit: Hands a mail on; :class:`SMTPSubmitter` to localhost by default.
+        signer: The DKIM signer (RPT-SEND-10). Without one, mailing is
+            refused unless ``allow_unsigned`` is set: receivers ignore
+            unsigned reports (RFC 8460 §3).
+        allow_unsigned: Mail reports without a DKIM signature anyway.
+        send_to_all: Send to every usable ``rua`` (default) or just the
+            first that accepts (RPT-SEND-15).
+        unique_id: This MTA's id when several report separately (RPT-AGG-17).
+        compressed: gzip the reports (RPT-SEND-01).
+        include_success_only: Also report days without failures (AMB-22).
+        max_failure_details: Cap on distinct failure details per policy.
+        https_timeout: Seconds for one POST.
+        https_verify: Refuse ``https:`` endpoints whose certificate does not
+            verify (default: log and ignore, AMB-26).
+        https_context: TLS context for verifying them.
+        connect_to: ``{(host, port): (address, port)}`` overrides (tests).
+        initial_backoff: The first retry wait (RPT-SEND-20).
+        retry_period: How long to retry after the first attempt.
+
+    Raises:
+        smtpsts.UsageError: ``contact_info`` or ``from_address`` is not an
+            address at a domain, or they are at different domains.
+    """
+
+    organization_name: str
+    contact_info: str
+    lookup_txt: TXTLookup
+    from_address: str | None = None
+    submit: Submit = attrs.field(factory=SMTPSubmitter)
+    signer: DKIMSigner | None = None
+    allow_unsigned: bool = False
+    send_to_all: bool = True
+    unique_id: str | None = None
+    compressed: bool = True
+    include_success_only: bool = True
+    max_failure_details: int = 1000
+    https_timeout: float = 60.0
+    https_verify: bool = False
+    https_context: ssl.SSLContext | None = None
+    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None
+    initial_backoff: timedelta = DEFAULT_INITIAL_BACKOFF
+    retry_period: timedelta = DEFAULT_RETRY_PERIOD
+
+    def __attrs_post_init__(self) -> None:
+        submitter = to_alabel(_mailbox_domain(self.contact_info) or "-")
+        sender = self.from_address or self.contact_info
+        if "@" not in self.contact_info or to_alabel(_mailbox_domain(sender) or "-") != submitter:
+            raise UsageError(
+                "contact_info and from_address must be addresses at the submitter domain"
+                " (RPT-SEND-07, RPT-SEND-21)"
+            )
+
+    def build(self, store: CollectionStore, day: date, domain: str) -> Report | None:
+        """
+        Build the report of one (day, domain) from a store.
+
+        Args:
+            store: The collection store.
+            day: The UTC day.
+            domain: The report domain.
+
+        Returns:
+            The report, or ``None`` when there is nothing to report (no
+            session, or only successes with ``include_success_only`` off).
+        """
+        agg = store.aggregator(day, domain, max_failure_details=self.max_failure_details)
+        report = agg.report(
+            domain,
+            day,
+            organization_name=self.organization_name,
+            contact_info=self.contact_info,
+            unique_id=self.unique_id,
+        )
+        if report is None:
+            return None
+        if not self.include_success_only and not any(
+            p.summary.total_failure_session_count for p in report.policies
+        ):
+            return None  # AMB-22 off: no heartbeat reports
+        return report
+
+    def deliver(self, item: OutboxItem, now: datetime) -> tuple[str, list[DeliveryResult]]:
+        """
+        Try to deliver one report once.
+
+        Args:
+            item: The outbox item.
+            now: The current time (the mail's ``Date``).
+
+        Returns:
+            ``("delivered" | "dropped" | "retry", results)``; for ``dropped``
+            and a DNS ``retry`` the single result says why.
+        """
+        qname = f"_smtp._tls.{item.domain}."
+        answer = self.lookup_txt(qname)
+        # RPT-REC-14: looked up at send time; a DNS failure is retried.
+        if isinstance(answer, TXTFailure):
+            return "retry", [DeliveryResult(qname, ok=False, detail=f"DNS: {answer.reason}")]
+        if isinstance(answer, TXTNotFound):
+            # RPT-AGG-19: no record means the domain wants no reports.
+            return "dropped", [DeliveryResult(qname, ok=False, detail="no TLSRPT record")]
+        selection = select_tlsrpt_record(answer.records)
+        if selection.status is not SelectionStatus.FOUND or selection.record is None:
+            # RPT-REC-06: none, several or an invalid record: no reporting.
+            return "dropped", [
+                DeliveryResult(qname, ok=False, detail=f"TLSRPT record: {selection.status.value}")
+            ]
+        endpoints = selection.record.usable_endpoints
+        if not endpoints:
+            # RPT-SEND-23: only unsupported rua URIs.
+            return "dropped", [DeliveryResult(qname, ok=False, detail="no usable rua endpoint")]
+        results = []
+        for endpoint in endpoints:
+            if isinstance(endpoint, MailtoEndpoint):
+                result = self._mail(item, endpoint, now)
+            else:
+                result = self._post(item, endpoint)
+            results.append(result)
+            if result.ok and not self.send_to_all:
+                break
+        delivered = any(r.ok for r in results)
+        # RPT-SEND-16: delivered once at least one endpoint accepted it.
+        return ("delivered" if delivered else "retry"), results
+
+    def _payload(self, report: Report) -> bytes:
+        if self.compressed:
+            body = gzip_report(report)
+            if len(body) > SIZE_WARNING:
+                log.warning(
+                    "TLS-RPT: report %s is %d bytes compressed; receivers may refuse"
+                    " reports over 10 MB (RPT-SEND-22)",
+                    report.report_id,
+                    len(body),
+                )
+            return body
+        return report.to_json().encode("utf-8")
+
+    def _mail(self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime) -> DeliveryResult:
+        if self.signer is None and not self.allow_unsigned:
+            # RFC 8460 §3: receivers ignore reports without a valid DKIM signature.
+            return DeliveryResult(
+                endpoint.uri, ok=False, detail="refused: no DKIM signer (allow_unsigned is off)"
+            )
+        sender = self.from_address or self.contact_info
+        submitter = submitter_domain(item.report)
+        token = hashlib.sha256(f"{item.report_id}\0{endpoint.address}".encode()).hexdigest()[:16]
+        try:
+            message = report_message(
+                item.report,
+                item.domain,
+                from_address=sender,
+                to_address=endpoint.address,
+                date=now,
+                message_id=f"<{token}.{item.report_id}@{submitter}>",
+                unique_id=self.unique_id,
+                compressed=self.compressed,
+            )
+            data = message.as_bytes(policy=email.policy.SMTP)
+            if len(data) > SIZE_WARNING:
+                log.warning("TLS-RPT: report mail %s is large (RPT-SEND-22)", item.report_id)
+            if self.signer is not None:
+                data = self.signer.sign(data)
+            self.submit(data, sender, endpoint.address)
+        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
+        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+
+    def _post(self, item: OutboxItem, endpoint: HTTPSEndpoint) -> DeliveryResult:
+        return post_report(
+            endpoint.url,
+            self._payload(item.report),
+            content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
+            timeout=self.https_timeout,
+            verify=self.https_verify,
+            context=self.https_context,
+            connect_to=self.connect_to,
+        )
+
+
+def send_due_reports(
+    store: CollectionStore | None,
+    outbox: Outbox,
+    sender: ReportSender,
+    *,
+    now: datetime,
+    build: bool = True,
+) -> SendSummary:
+    """
+    Build the reports of finished days and deliver every report that is due.
+
+    Args:
+        store: The collection store to build from (``None``: deliver only).
+        outbox: The persistent outbox.
+        sender: Identity and transports.
+        now: The current time (aware).
+        build: Build new reports (the daily step); ``False`` only retries.
+
+    Returns:
+        What was done.
+
+    Raises:
+        smtpsts.UsageError: ``now`` is naive.
+    """
+    if now.tzinfo is None:
+        raise UsageError("now must be an aware datetime")
+    built: list[str] = []
+    if build and store is not None:
+        today = now.astimezone(UTC).date()
+        # RPT-AGG-15: only days that are over.
+        for day, domain in store.pending(before=today):
+            report = sender.build(store, day, domain)
+            if report is not None and outbox.enqueue(report, domain, day, now):
+                built.append(str(report.report_id))
+            # Only after the report is safely queued (a crash re-queues the same id).
+            store.mark_reported(day, domain, now)
+    delivered, dropped, retrying, failed = [], [], [], []
+    for item in outbox.due(now):
+        outcome, results = sender.deliver(item, now)
+        accepted = tuple(r.uri for r in results if r.ok)
+        errors = "; ".join(f"{r.uri}: {r.detail}" for r in results if not r.ok) or None
+        if outcome == "delivered":
+            log.info("TLS-RPT: delivered %s to %s", item.report_id, ", ".join(accepted))
+            outbox.record(
+                item.report_id,
+                state="delivered",
+                attempts=item.attempts,
+                next_attempt=None,
+                error=errors,
+                delivered_to=accepted,
+                now=now,
+            )
+            delivered.append(item.report_id)
+        elif outcome == "dropped":
+            log.info("TLS-RPT: not sending %s: %s", item.report_id, errors)
+            outbox.record(
+                item.report_id,
+                state="dropped",
+                attempts=item.attempts,
+                next_attempt=None,
+                error=errors,
+                now=now,
+            )
+            dropped.append(item.report_id)
+        else:
+            attempts = item.attempts + 1
+            again = retry_at(
+                item.created_at,
+                attempts,
+                initial=sender.initial_backoff,
+                period=sender.retry_period,
+            )
+            if again is None:
+                log.error(
+                    "TLS-RPT: giving up on %s after %d attempts: %s",
+                    item.report_id,
+                    attempts,
+                    errors,
+                )
+                failed.append(item.report_id)
+            else:
+                log.warning(
+                    "TLS-RPT: delivery of %s failed (%s); next try at %s",
+                    item.report_id,
+                    errors,
+                    again.isoformat(),
+                )
+                retrying.append(item.report_id)
+            outbox.record(
+                item.report_id,
+                state="pending" if again is not None else "failed",
+                attempts=attempts,
+                next_attempt=again,
+                error=errors,
+                now=now,
+            )
+    return SendSummary(
+        tuple(built), tuple(delivered), tuple(dropped), tuple(retrying), tuple(failed)
+    )
+
+
+def _next_build(now: datetime, rng: random.Random, max_jitter: timedelta) -> datetime:
+    # RPT-AGG-15: after 00:00 UTC of the next day, plus a random delay.
+    midnight = datetime.combine(
+        now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), UTC
+    )
+    return midnight + timedelta(seconds=rng.uniform(0, max_jitter.total_seconds()))
+
+
+def run_daily(
+    store: CollectionStore | None,
+    outbox: Outbox,
+    sender: ReportSender,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    wait: Callable[[float], bool] | None = None,
+    rng: random.Random | None = None,
+    max_jitter: timedelta = MAX_JITTER,
+    poll: timedelta = timedelta(minutes=5),
+    build_now: bool = True,
+    keep_days: int = 7,
+    rounds: int | None = None,
+) -> None:
+    """
+    Send reports forever: build after 00:00 UTC plus jitter, retry whenever due.
+
+    Args:
+        store: The collection store.
+        outbox: The persistent outbox.
+        sender: Identity and transports.
+        clock: The current time.
+        wait: Sleeps for the given seconds; returns ``True`` to stop
+            (``threading.Event().wait`` of a stop event). Never stops by default.
+        rng: Random source of the jitter.
+        max_jitter: Upper bound of the delay after midnight (RPT-AGG-15).
+        poll: How often to look for due retries at most.
+        build_now: Build the reports of finished days at start-up, too.
+        keep_days: After each daily build, purge counts and finished
+            outbox items reported more than this many days ago.
+        rounds: Stop after this many rounds (tests).
+    """
+    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    wait = wait or threading.Event().wait
+    now = clock()
+    next_build = now if build_now else _next_build(now, rng, max_jitter)
+    done = 0
+    while True:
+        now = clock()
+        building = now >= next_build
+        try:
+            send_due_reports(store, outbox, sender, now=now, build=building)
+            if building:
+                if store is not None:
+                    store.purge(now, keep_days)
+                outbox.purge(now, keep_days)
+        except Exception:
+            log.exception("TLS-RPT: sending round failed; trying again later")
+        if building:
+            next_build = _next_build(now, rng, max_jitter)
+        done += 1
+        if rounds is not None and done >= rounds:
+            return
+        wake = min(next_build, now + poll)
+        due = outbox.next_due()
+        if due is not None:
+            wake = min(wake, max(due, now))
+        if wait(max(0.0, (wake - clock()).total_seconds())):
+            return
