@@ -68,10 +68,16 @@ def _which(binary: str) -> str | None:
 def tests(session: nox.Session, deps: str) -> None:
     """Run the test suite under coverage."""
     _ensure_services(session)
-    pins = ("-c", "tests/constraints/oldest.txt") if deps == "oldest" else ()
-    _install(session, "tests", pins=pins)
+    if deps == "oldest":
+        # The interop oracles (parsedmarc, tlsrpt-reporter) need newer libraries than our
+        # floors; they check our output, not our floors, so they run with "latest" only.
+        _install(session, "tests", pins=("-c", "tests/constraints/oldest.txt"))
+        selection = ("-m", "not interop")
+    else:
+        _install(session, "tests", "interop")
+        selection = ()
     session.env["COVERAGE_FILE"] = f".coverage.{deps}"
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "run", "-m", "pytest", *selection, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -100,7 +100,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     # Standard library and third-party types (resolved only with intersphinx).
     (r"py:.*", r"({})(\..*)?".format("|".join(sorted(sys.stdlib_module_names)))),
-    (r"py:.*", r"(cryptography|dns|attr|attrs|h11|idna|redis|httpx)(\..*)?"),
+    (r"py:.*", r"(cryptography|dns|dkim|attr|attrs|h11|idna|redis|httpx)(\..*)?"),
     # Names as they appear in signatures rendered by autodoc_typehints="description".
     (
         r"py:.*",

@@ -207,6 +207,7 @@ def total_sessions(db: Path) -> int:
         return -1
 
 
+@pytest.mark.interop
 def test_real_collectd_counts(collectd: tuple[Path, subprocess.Popen[bytes]]) -> None:
     """RPT-AGG-04, RPT-AGG-05, RPT-AGG-07, RPT-AGG-10: tlsrpt-collectd counts our datagrams into one row per policy and its fetcher reports the totals."""
     home, proc = collectd

@@ -17,9 +17,10 @@ and the batch id goes into a journal table in the same transaction. So:
   input after a restart (giving each batch an id derived from its input
   position, e.g. ``"maillog:1834000"``) never counts a session twice.
 
-Reports are built from the counts of a finished day (:meth:`aggregator`); the
+Reports are built from the counts of a finished day (:meth:`SQLiteTLSRPTStore.aggregator`); the
 sender marks each (day, domain) reported once the report is safely in its
-outbox (:meth:`mark_reported`), and :meth:`purge` removes counts and journal
+outbox (:meth:`SQLiteTLSRPTStore.mark_reported`), and
+:meth:`SQLiteTLSRPTStore.purge` removes counts and journal
 entries older than the retention period after that.
 
 The file is opened in WAL mode with a busy timeout, so several processes
@@ -102,6 +103,7 @@ class SQLiteTLSRPTStore:
 
     Example:
         >>> from datetime import datetime, UTC
+        >>> from smtpsts.stores.tlsrpt_sqlite import SQLiteTLSRPTStore
         >>> from smtpsts.tlsrpt import PolicyInfo, SessionResult
         >>> store = SQLiteTLSRPTStore(":memory:")
         >>> ok = SessionResult.succeeded(PolicyInfo.no_policy_found("example.com"))

@@ -194,6 +194,7 @@ class Batch:
     Example:
         >>> from datetime import datetime, UTC
         >>> from smtpsts.tlsrpt import PolicyInfo, SessionResult
+        >>> from smtpsts.tlsrpt.collect import Batch
         >>> batch = Batch()
         >>> ok = SessionResult.succeeded(PolicyInfo.no_policy_found("example.com"))
         >>> batch.add(ok, datetime(2024, 3, 5, 12, tzinfo=UTC))
