@@ -18,6 +18,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS = (
     "smtpsts._cli.check",
     "smtpsts._cli.lint",
+    "smtpsts._cli.postfix",
     "smtpsts._cli.tlsrpt",
     "smtpsts._cli.vectors",
 )

@@ -1,0 +1,184 @@
+"""
+``smtpsts postfix serve`` and ``smtpsts postfix config-from-pmsr FILE``.
+
+``serve`` runs the socketmap TLS policy server for Postfix's
+``smtp_tls_policy_maps`` (see :mod:`smtpsts.postfix.server`), from a TOML
+configuration file, from options alone, or both (options win).
+``config-from-pmsr`` prints the TOML equivalent of a postfix-mta-sts-resolver
+YAML configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from smtpsts.postfix.config import ConfigError, ServerConfig, config_from_pmsr, load_config
+
+__all__ = ["register"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(sub: Any) -> None:
+    """
+    Add the ``postfix`` command group.
+
+    Args:
+        sub: The sub-parsers object of the main parser.
+    """
+    p = sub.add_parser(
+        "postfix",
+        help="Postfix TLS policy server (smtp_tls_policy_maps socketmap)",
+        description="Serve MTA-STS policies to Postfix over its socketmap protocol.",
+    )
+    group = p.add_subparsers(dest="postfix_command", metavar="SUBCOMMAND", required=True)
+    serve = group.add_parser(
+        "serve",
+        help="run the socketmap policy server",
+        description="Answer Postfix smtp_tls_policy_maps lookups "
+        "(socketmap:inet:HOST:PORT:NAME or socketmap:unix:PATH:NAME). "
+        "Options override the configuration file.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    serve.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="ADDR:PORT|unix:PATH",
+        help="listen here (repeatable; replaces the configured addresses)",
+    )
+    serve.add_argument(
+        "--nameserver",
+        action="append",
+        default=[],
+        metavar="IP[:PORT]",
+        help="DNS server to ask instead of the system's (repeatable)",
+    )
+    serve.add_argument("--cafile", metavar="PEM", help="trust these CAs for policy hosts")
+    serve.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDR:PORT",
+        help="connect to ADDR:PORT instead of HOST:PORT; TLS and SNI still use HOST",
+    )
+    serve.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="per-lookup deadline for every zone"
+    )
+    serve.add_argument(
+        "--cache",
+        metavar="memory|sqlite:PATH|redis:URL",
+        help="the policy cache (default: the configuration's, else sqlite)",
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log verbosity")
+    serve.set_defaults(handler=_serve)
+    convert = group.add_parser(
+        "config-from-pmsr",
+        help="convert a postfix-mta-sts-resolver YAML configuration to TOML",
+        description="Print the smtpsts TOML configuration equivalent to a "
+        "postfix-mta-sts-resolver YAML file (needs PyYAML).",
+    )
+    convert.add_argument("file", metavar="FILE", help="the YAML file (/etc/mta-sts-daemon.yml)")
+    convert.set_defaults(handler=_convert)
+
+
+def _usage(message: str) -> int:
+    print(f"smtpsts postfix: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _cache(spec: str) -> dict[str, Any]:
+    kind, _, where = spec.partition(":")
+    if kind == "memory" and not where:
+        return {"cache_backend": "memory"}
+    if kind == "sqlite" and where:
+        return {"cache_backend": "sqlite", "cache_path": where}
+    if kind == "redis" and where:
+        return {"cache_backend": "redis", "redis_url": where}
+    raise ConfigError(f"--cache {spec!r}: expected memory, sqlite:PATH or redis:URL")
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    """
+    The configuration from the file (if any) and the options.
+
+    Args:
+        args: The parsed ``serve`` options.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        ConfigError: The file or an option is invalid.
+        OSError: The file cannot be read.
+    """
+    from smtpsts.io._resolver import parse_nameserver  # noqa: PLC0415
+    from smtpsts.io.http import parse_connect_to  # noqa: PLC0415
+    from smtpsts.postfix.server import parse_listen  # noqa: PLC0415
+
+    config = ServerConfig()
+    if args.config is not None:
+        config = load_config(Path(args.config).read_text(encoding="utf-8"))
+    changes: dict[str, Any] = {}
+    try:
+        for spec in args.listen:
+            parse_listen(spec)
+        for spec in args.nameserver:
+            parse_nameserver(spec)
+        parse_connect_to(args.connect_to)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if args.listen:
+        changes["listen"] = tuple(args.listen)
+    if args.nameserver:
+        changes["nameservers"] = tuple(args.nameserver)
+    if args.connect_to:
+        changes["connect_to"] = tuple(args.connect_to)
+    if args.cafile is not None:
+        if not Path(args.cafile).is_file():
+            raise ConfigError(f"--cafile {args.cafile}: no such file")
+        changes["cafile"] = args.cafile
+    if args.cache is not None:
+        changes |= _cache(args.cache)
+    if args.timeout is not None:
+        if not args.timeout > 0:
+            raise ConfigError("--timeout must be positive")
+        changes["default_zone"] = attrs.evolve(config.default_zone, timeout=args.timeout)
+        changes["zones"] = tuple(attrs.evolve(z, timeout=args.timeout) for z in config.zones)
+        changes["policy"] = attrs.evolve(config.policy, timeout=args.timeout)
+    return attrs.evolve(config, **changes)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import sqlite3  # noqa: PLC0415 -- the sqlite store's errors
+
+    from smtpsts.postfix.server import serve  # noqa: PLC0415
+
+    try:
+        config = build_config(args)
+    except (ConfigError, OSError) as e:
+        return _usage(str(e))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        serve(config)
+    except (OSError, sqlite3.Error) as e:
+        return _usage(f"cannot serve: {e}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        print(config_from_pmsr(text), end="")
+    except (ConfigError, OSError) as e:
+        return _usage(f"{args.file}: {e}")
+    return 0
