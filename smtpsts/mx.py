@@ -141,6 +141,10 @@ class MXPattern:
         wildcard = text.startswith("*.")
         start = 2 if wildcard else 0
         name = text[start:]
+        if _DOMAIN.match(name):
+            # The usual case: ASCII letter-digit-hyphen labels, so no '*', no trailing
+            # dot and no U-label; to_alabel() checks the lengths and any xn-- label.
+            return cls._checked_text(text, name, wildcard, start)
         star = name.find("*")
         if star >= 0:
             # RFC 8461 §4.1: '*' may only be used as the entire left-most label.
@@ -170,11 +174,22 @@ class MXPattern:
             bad = next(i for i, label in enumerate(labels) if not _LDH_LABEL.match(label))
             offset = start + sum(len(label) + 1 for label in labels[:bad])
             _error(text, "labels must be letters, digits and inner hyphens", offset)
+        return cls._checked_text(text, name, wildcard, start)
+
+    @classmethod
+    def _checked_text(cls, text: str, name: str, wildcard: bool, start: int) -> MXPattern:
+        # The last step of from_text(): ``name`` (``text`` after any "*.") is known to
+        # have no '*' and, unless lenient, to be ASCII without a trailing dot.
         try:
             host = to_alabel(name)
         except DomainNameError as e:
             _error(text, e.detail, start + (e.offset or 0), ("STS-POL-08", "STS-POL-09"))
-        return cls(host, wildcard, text)
+        # to_alabel() has just validated ``host``: skip the validator's second call.
+        pattern = object.__new__(cls)
+        object.__setattr__(pattern, "host", host)
+        object.__setattr__(pattern, "wildcard", wildcard)
+        object.__setattr__(pattern, "text", text)
+        return pattern
 
     def __str__(self) -> str:
         return f"*.{self.host}" if self.wildcard else self.host

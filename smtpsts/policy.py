@@ -15,11 +15,18 @@ line that does not fit makes the whole policy invalid, which the policy
 machine reports as ``sts-policy-invalid``. :func:`scan_policy` is the same
 parser, but it collects every problem instead of stopping at the first, and
 keeps the fields it read; the linter uses it.
+
+Nearly every body served is valid, so :meth:`Policy.from_text` first tries a
+fast path (``_parse_valid``): one regular-expression pass over the lines, no
+per-field objects, and no second validation in the constructor. A body it
+does not take goes through the scanner, so every error is reported exactly as
+:func:`scan_policy` reports it; the tests check that the two agree.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable
 
@@ -68,6 +75,19 @@ _BOM = "\ufeff"
 _TERMS_STRICT = re.compile(r"(\r\n|\n)")
 # Lenient mode (AMB-01) also takes a bare CR as a terminator.
 _TERMS_LENIENT = re.compile(r"(\r\n|\n|\r)")
+# The fast path (_parse_valid) matches a body line by line with this. A match starts
+# at a line start (MULTILINE "^") and is one whole field line, per RFC 8461 §3.2:
+#   sts-policy-ext-name ":" *WSP value *WSP, then CRLF, LF or the end of the body;
+# the value is runs of characters other than CTL (HTAB included) and SP, joined by
+# runs of SP: the sts-policy-ext-value grammar, which every reserved value fits too.
+# No part of a line can match two ways, so the quantifiers are possessive: no
+# backtracking, linear time on any input.
+# Groups: the line without its terminator, the key, the value.
+_FIELD_LINE = re.compile(
+    r"^(([A-Za-z0-9][A-Za-z0-9_.-]{0,31}):[ \t]*+"
+    r"([^\x00-\x20\x7f]++(?: ++[^\x00-\x20\x7f]++)*+)[ \t]*+)(?:\r?\n|\Z)",
+    re.MULTILINE,
+)
 
 
 class Mode(enum.StrEnum):
@@ -85,6 +105,10 @@ class Mode(enum.StrEnum):
 
     NONE = "none"
     """The domain has no active policy (used to opt out of MTA-STS)."""
+
+
+# RFC 8461 §3.2 (STS-POL-03): the mode tokens, matched case-sensitively.
+_MODES = {mode.value: mode for mode in Mode}
 
 
 def policy_url(domain: str) -> str:
@@ -241,10 +265,44 @@ class Policy:
                 ``reason`` code such as ``missing-mode`` or ``bad-max-age``.
                 Use :func:`scan_policy` to get every problem.
         """
+        body, _ = _decode(text)
+        if body:
+            # Nearly every body served is valid: take it in one regex pass. Only a
+            # body that fails it goes through the scanner, for the exact error (or
+            # for the lenient parse, which the fast path never does).
+            policy = _parse_valid(body)
+            if policy is not None:
+                return policy
         scan = scan_policy(text, lenient=lenient)
         if scan.policy is None:
             raise scan.errors[0]
         return scan.policy
+
+    @classmethod
+    def _from_parsed(
+        cls,
+        *,
+        mode: Mode,
+        mx: tuple[MXPattern, ...],
+        matcher: MXPatternSet,
+        max_age: int,
+        extensions: tuple[tuple[str, str], ...],
+        text: str,
+        lines: tuple[str, ...],
+    ) -> Policy:
+        # The constructor of _parse_valid(), for values it has already proven
+        # (STS-POL-02..13): the same fields as __init__ sets, without the converters,
+        # validators and checks that would only prove them again.
+        policy = object.__new__(cls)
+        object.__setattr__(policy, "mode", mode)
+        object.__setattr__(policy, "mx", mx)
+        object.__setattr__(policy, "max_age", max_age)
+        object.__setattr__(policy, "extensions", extensions)
+        object.__setattr__(policy, "text", text)
+        object.__setattr__(policy, "lines", lines)
+        object.__setattr__(policy, "lenient", False)
+        object.__setattr__(policy, "_matcher", matcher)
+        return policy
 
     def to_text(self) -> str:
         """
@@ -364,6 +422,75 @@ def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
                 reason="not-utf8",
             )
     return body, None
+
+
+def _parse_mx_values(values: tuple[str, ...]) -> tuple[tuple[MXPattern, ...], MXPatternSet]:
+    # The fast path's mx step (STS-POL-07, STS-POL-08): the patterns and their matcher.
+    patterns = tuple([MXPattern.from_text(value) for value in values])
+    return patterns, MXPatternSet(patterns)
+
+
+# The same step, remembered per list of values: hosted mail puts the same list in
+# policy after policy, a refetch repeats it, and so does every load of a cache entry
+# from a persistent store (CacheEntry.from_json parses the stored policy again).
+# The results are immutable, so policies share them. Errors are not cached, and
+# only short lists (policies name one to a few MX hosts), so the cache stays small.
+_parse_mx_values_cached = functools.lru_cache(maxsize=256)(_parse_mx_values)
+_MAX_CACHED_MX = 16
+
+
+def _parse_valid(body: str) -> Policy | None:
+    # The fast path of Policy.from_text(): the policy if ``body`` (decoded, not
+    # empty) is strictly valid, else None. It accepts exactly the bodies that
+    # _scan_body(lenient=False) accepts, and builds the same Policy (the tests
+    # check both on arbitrary input); the scanner then explains any rejection.
+    found = _FIELD_LINE.findall(body)
+    # RFC 8461 §3.2 (STS-POL-01, STS-POL-16): every line is a field. A match starts
+    # at a line start and ends with the line, so that holds iff each line matched.
+    if len(found) != body.count("\n") + (not body.endswith("\n")):
+        return None
+    first: dict[str, str] = {}
+    mx_values: list[str] = []
+    extensions: dict[str, str] = {}
+    for _, key, value in found:
+        # RFC 8461 §3.2 (STS-POL-12): the first occurrence of a key wins, but
+        # (AMB-15, STS-POL-13) every occurrence of a reserved key must fit its grammar.
+        if key == "mx":
+            mx_values.append(value)
+        elif key == "version":
+            if value != "STSv1":  # STS-POL-02
+                return None
+            first.setdefault(key, value)
+        elif key == "mode":
+            if value not in _MODES:  # STS-POL-03
+                return None
+            first.setdefault(key, value)
+        elif key == "max_age":
+            if not _MAX_AGE.match(value):  # STS-POL-04
+                return None
+            first.setdefault(key, value)
+        else:
+            # STS-POL-10, STS-POL-11: _FIELD_LINE has checked the key and value.
+            extensions.setdefault(key, value)
+    if len(first) != 3:  # version, mode and max_age are "required once"
+        return None
+    try:
+        parse_mx = _parse_mx_values_cached if len(mx_values) <= _MAX_CACHED_MX else _parse_mx_values
+        mx, matcher = parse_mx(tuple(mx_values))
+    except PolicySyntaxError:
+        return None
+    mode = _MODES[first["mode"]]
+    if mode is not Mode.NONE and not mx:  # STS-POL-06
+        return None
+    return Policy._from_parsed(  # noqa: SLF001
+        mode=mode,
+        mx=mx,
+        matcher=matcher,
+        max_age=int(first["max_age"]),
+        extensions=tuple(extensions.items()),
+        text=body,
+        lines=tuple([line for line, _, _ in found]),
+    )
 
 
 def scan_policy(text: str | bytes, *, lenient: bool = False) -> PolicyScan:

@@ -28,6 +28,9 @@ VERSION = "STSv1"
 
 # RFC 8461 §3.1: sts-id = %s"id=" 1*32(ALPHA / DIGIT).
 _ID = re.compile(r"[A-Za-z0-9]{1,32}")
+# The usual record in one match: sts-version sts-field-delim sts-id [sts-field-delim],
+# with sts-field-delim = *WSP ";" *WSP (RFC 8461 §3.1). Group: the id.
+_VERSION_AND_ID = re.compile(r"v=STSv1[ \t]*;[ \t]*id=([A-Za-z0-9]{1,32})(?:[ \t]*;[ \t]*)?")
 
 _SPEC = _txt.TagSpec(
     version=VERSION,
@@ -106,12 +109,27 @@ class STSRecord:
                 ``invalid-id`` or ``missing-id``.
         """
         decoded = _txt.decode(text, _SPEC)
+        usual = _VERSION_AND_ID.fullmatch(decoded)
+        if usual is not None:
+            # Nearly every record is just the version and the id: no need for the
+            # field-by-field parse, nor for __init__ to check the id again.
+            return cls._of_id(usual.group(1))
         try:
             return cls._parse(decoded, lenient=False)
         except RecordSyntaxError:
             if not lenient:
                 raise
         return cls._parse(decoded, lenient=True)
+
+    @classmethod
+    def _of_id(cls, record_id: str) -> STSRecord:
+        # STSRecord(record_id) for an id that _VERSION_AND_ID has proven valid:
+        # the same fields, without the validators.
+        record = object.__new__(cls)
+        object.__setattr__(record, "id", record_id)
+        object.__setattr__(record, "extensions", ())
+        object.__setattr__(record, "lenient", False)
+        return record
 
     @classmethod
     def _parse(cls, text: str, *, lenient: bool) -> STSRecord:

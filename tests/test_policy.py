@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +21,8 @@ from smtpsts.policy import (
     MAX_POLICY_BYTES,
     RESERVED_KEYS,
     PolicyField,
+    _decode,
+    _parse_valid,
     policy_url,
     scan_policy,
 )
@@ -340,6 +343,168 @@ class TestFromText:
     def test_only_parse_errors_escape_text(self, text):
         """STS-POL-16: arbitrary text gives a policy or a PolicySyntaxError."""
         check_outcome(text, lenient=False)
+
+
+# Pieces of policy lines, valid and not, for comparing the fast path with the scanner.
+KEY_PIECES = [
+    *("version", "mode", "mx", "max_age", "Mode", "max-age", "x", "a.b-c_D9", "k" * 32),
+    *("k" * 33, "_x", "", " mode", "mode ", "\ufeffversion", "m\u00f8de", "mo\x00de"),
+]
+DELIM_PIECES = [":", ": ", ":\t", ": \t ", " :", "", "::"]
+VALUE_PIECES = [
+    *("STSv1", "stsv1", "STSv1 x", "enforce", "testing", "none", "Enforce", "604800", "0"),
+    *("0604800", "9999999999", "12345678901", "-1", "\uff11", "", "mail.example.com"),
+    *("*.example.net", "MAIL.Example.COM", "*.*.a", "a..b", "a.example.", "m\u00f8x.example"),
+    *("xn--mx-lka.example", "xn--zz.example", "XN--ZZ.example", "a" * 64 + ".example"),
+    *(".".join(["a" * 63] * 4), "a b", "a  b", "a\tb", "a:b", "caf\u00e9", "\u00a0", "\u3000x"),
+    *("a\u2028b", "a\x85b", "a\x0bb", "a\x0cb", "\x7f", "a\x00", "a\x1f", "\ufeff"),
+]
+TRAIL_PIECES = ["", " ", "\t", " \t "]
+TERM_PIECES = ["\n", "\r\n", "\r", "\r\r\n", "\n\n", ""]
+FAST_LINES = st.tuples(
+    *map(st.sampled_from, (KEY_PIECES, DELIM_PIECES, VALUE_PIECES, TRAIL_PIECES, TERM_PIECES))
+).map("".join)
+VALID_LINES = ["version: STSv1\n", "mode: testing\r\n", "mx: a.example\n", "max_age: 86400\n"]
+GOOD_VALUES = {
+    "version": ["STSv1"],
+    "mode": ["enforce", "testing", "none"],
+    "max_age": ["0", "0604800", "9999999999"],
+    "mx": ["mail.example.com", "*.example.net", "MAIL.Example.COM", "xn--mx-lka.example"],
+    "x": ["a b", "a:b", "caf\u00e9", "\u00a0", "\u3000x", "a\u2028b", "a\x85b", "\ufeff", "-1"],
+}
+GOOD_LINES = st.tuples(
+    st.sampled_from(["version", "mode", "max_age", "mx", "x", "Mode", "max-age", "k" * 32]).flatmap(
+        lambda key: st.tuples(st.just(key), st.sampled_from(GOOD_VALUES.get(key, GOOD_VALUES["x"])))
+    ),
+    st.sampled_from([":", ": ", ":\t", ": \t "]),
+    st.sampled_from(["", " ", "\t", " \t "]),
+    st.sampled_from(["\n", "\r\n"]),
+).map(lambda t: f"{t[0][0]}{t[1]}{t[0][1]}{t[2]}{t[3]}")
+
+
+@st.composite
+def near_policies(draw):
+    """Shuffled bodies: most lines of a valid policy, valid extra lines, a few arbitrary ones."""
+    lines = [line for line in VALID_LINES if draw(st.integers(0, 7))]
+    lines += draw(st.lists(GOOD_LINES, max_size=4))
+    lines += draw(st.lists(FAST_LINES, max_size=2))
+    body = "".join(draw(st.permutations(lines)))
+    return body.removesuffix("\n") if draw(st.booleans()) else body
+
+
+def fields_of(policy):
+    """Every attrs field of a policy, including those equality ignores, and the mx texts."""
+    return [getattr(policy, field.name) for field in attrs.fields(Policy)] + [
+        pattern.text for pattern in policy.mx
+    ]
+
+
+class TestFastPath:
+    """
+    The fast path of Policy.from_text against the detailed scanner.
+
+    from_text takes a valid body in one regex pass (_parse_valid) and runs the
+    scanner only when that fails; the two must never disagree.
+    """
+
+    def check_agree(self, data):
+        """Assert the fast path and the scanner agree on ``data``, strictly and leniently."""
+        body, _ = _decode(data)
+        fast = _parse_valid(body) if body else None
+        strict = scan_policy(data)
+        if strict.policy is None:
+            assert None is fast
+        else:
+            # Every strictly valid body takes the fast path, and gives the same policy.
+            assert fast is not None
+            assert fields_of(strict.policy) == fields_of(fast)
+        for lenient in (False, True):
+            scan = scan_policy(data, lenient=lenient)
+            if scan.policy is None:
+                with pytest.raises(PolicySyntaxError) as info:
+                    Policy.from_text(data, lenient=lenient)
+                expected = scan.errors[0]
+                assert (
+                    type(expected),
+                    expected.detail,
+                    expected.line,
+                    expected.offset,
+                    expected.conformance,
+                    expected.reason,
+                ) == (
+                    type(info.value),
+                    info.value.detail,
+                    info.value.line,
+                    info.value.offset,
+                    info.value.conformance,
+                    info.value.reason,
+                )
+            else:
+                assert fields_of(scan.policy) == fields_of(Policy.from_text(data, lenient=lenient))
+
+    @given(near_policies())
+    def test_agrees_on_policy_like_text(self, body):
+        """STS-POL-01..16, AMB-15: same policy, or same error with line, offset and IDs."""
+        self.check_agree(body)
+
+    @given(near_policies())
+    def test_agrees_on_policy_like_bytes(self, body):
+        """STS-POL-17: the same holds for bytes input."""
+        self.check_agree(body.encode())
+
+    @given(st.text(st.sampled_from("version:STSv1mode enforcx.*\t\r\n\u00e9\x00"), max_size=60))
+    def test_agrees_on_arbitrary_text(self, text):
+        """STS-POL-16: the fast path and the scanner agree on arbitrary text."""
+        self.check_agree(text)
+
+    def test_agrees_on_every_odd_line(self):
+        """STS-POL-02..16, STS-POL-22: each line piece, valid or not, after and before BASE."""
+        lines = [
+            *(f"{key}: {value}\n" for key in (*RESERVED_KEYS, "x") for value in VALUE_PIECES),
+            *(
+                key + delim + "v" + trail + term
+                for key in KEY_PIECES
+                for delim in DELIM_PIECES
+                for trail in TRAIL_PIECES
+                for term in TERM_PIECES
+            ),
+        ]
+        for line in lines:
+            self.check_agree(BASE + line)
+            self.check_agree(line + BASE)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            BASE,
+            APPENDIX_A.replace("\n", "\r\n"),
+            BASE + "ext: a:b c\nmode: none\nversion: STSv1\nmax_age: 1\nmx: *.b.example\n",
+            "mode: none\nmax_age: 1\nversion: STSv1",
+            BASE.replace("mail.example.com", "MAIL.example.COM") + "x: caf\u00e9 \u00a0\t\n",
+        ],
+    )
+    def test_valid_bodies_take_the_fast_path(self, body):
+        """STS-POL-01, STS-POL-12, STS-POL-20: from_text's fast path builds what __init__ builds."""
+        policy = _parse_valid(body)
+
+        assert policy is not None
+        rebuilt = Policy(
+            mode=policy.mode,
+            mx=policy.mx,
+            max_age=policy.max_age,
+            extensions=policy.extensions,
+            text=policy.text,
+            lines=policy.lines,
+        )
+        assert fields_of(rebuilt) == fields_of(policy)
+
+    def test_long_mx_lists_parse_uncached(self):
+        """STS-POL-07: a policy with many mx lines takes the fast path too, in order."""
+        hosts = [f"mx{i}.example" for i in range(40)]
+        policy = Policy.from_text(BASE + "".join(f"mx: {h}\n" for h in hosts))
+
+        assert ["mail.example.com", *hosts] == [p.host for p in policy.mx]
+        assert policy.matches("mx39.example")
 
 
 class TestScan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import attrs
 import pytest
@@ -12,7 +13,13 @@ from hypothesis import strategies as st
 import smtpsts
 from smtpsts import _txt, vectors
 from smtpsts.exceptions import ParseError, RecordSyntaxError
-from smtpsts.record import RecordSelection, SelectionStatus, STSRecord, select_sts_record
+from smtpsts.record import (
+    _VERSION_AND_ID,
+    RecordSelection,
+    SelectionStatus,
+    STSRecord,
+    select_sts_record,
+)
 
 EXT_VALUE_CHARS = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "=;")
 
@@ -170,6 +177,51 @@ class TestFromText:
     def test_serialize_example(self):
         """STS-REC-18: id abc with extension foo=1 serialises as in the table."""
         assert "v=STSv1; id=abc; foo=1;" == STSRecord("abc", [("foo", "1")]).to_text()
+
+
+class TestFastPath:
+    def test_agrees_with_field_parse(self):
+        """STS-REC-05..07, STS-REC-16: what the one-match path takes parses the same field by field.
+
+        Every combination of the pieces below, valid or not, is tried.
+        """
+        pieces = [
+            ["v=STSv1", "v=STSv2", "V=STSv1", "v=STSv1 ", "v=STSv1;"],
+            ["", " \t"],
+            [";", "", ",", ";;"],
+            ["", "\t "],
+            ["id=", "ID=", "x=", "id", "id==", "id =", "v=STSv1; id="],
+            ["1", "Z" * 32, "9" * 33, "", "a-b", "\u00e9", "A\x00"],
+            ["", ";", " ;", "; ", " ", "\t;\t", ";;", "; x=1", "; id=2", "\n"],
+        ]
+        for text in map("".join, itertools.product(*pieces)):
+            try:
+                parsed = STSRecord._parse(text, lenient=False)
+            except RecordSyntaxError:
+                parsed = None
+            usual = _VERSION_AND_ID.fullmatch(text)
+            # It takes exactly the valid records made of the version and one id field.
+            assert (parsed is not None and text.count("=") == 2) == (usual is not None)
+            if usual is not None:
+                fast = STSRecord.from_text(text)
+                assert (parsed.id, parsed.extensions, parsed.lenient) == (
+                    fast.id,
+                    fast.extensions,
+                    fast.lenient,
+                )
+
+    @pytest.mark.parametrize(
+        "text",
+        ["v=STSv1;id=1", "v=STSv1 ;\tid=" + "Az9" * 10 + "aB", "v=STSv1; id=x; ", "v=STSv1;id=x;"],
+    )
+    def test_usual_records(self, text):
+        """STS-REC-06, STS-REC-07: version plus id, with WSP and an optional last ';'."""
+        record = STSRecord.from_text(text)
+
+        assert _VERSION_AND_ID.fullmatch(text) is not None
+        assert [getattr(record, a.name) for a in attrs.fields(STSRecord)] == [
+            getattr(STSRecord(record.id), a.name) for a in attrs.fields(STSRecord)
+        ]
 
 
 class TestLenient:

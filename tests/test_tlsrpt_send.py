@@ -293,6 +293,7 @@ class TestMail:
     ) -> None:
         """RPT-SEND-04, RPT-SEND-05: parsedmarc's SMTP TLS parser reads the mailed report with our counts."""
         import parsedmarc  # an interop oracle (dependency group "interop"), never a runtime dependency
+
         box, port = smtp
         dns_server.add(RECORD, "TXT", '"v=TLSRPTv1; rua=mailto:r@recipient.example"')
         store = store_with_sessions(tmp_path)
@@ -521,6 +522,7 @@ class TestHTTPS:
     ) -> None:
         """RPT-SEND-17: parsedmarc's SMTP TLS JSON parser reads the POSTed report."""
         import parsedmarc  # an interop oracle (dependency group "interop"), never a runtime dependency
+
         dns_server.add(RECORD, "TXT", f'"v=TLSRPTv1; rua=https://{HTTPS_HOST}/r"')
         with Outbox(tmp_path / "o.db") as outbox:
             send_due_reports(
