@@ -7,6 +7,8 @@ that breaks callers fails the type check.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import smtpsts
 from smtpsts import (
     DomainNameError,
@@ -25,7 +27,14 @@ from smtpsts import (
     to_alabel,
     vectors,
 )
+from smtpsts.cache import CacheEntry, PolicyOutcome, PolicyResolution
+from smtpsts.certs import CertificateCheck, TrustStore, check_certificate
+from smtpsts.dane import DANECheck, TLSARecord, match_tlsa
+from smtpsts.decision import MXHost, Precedence, TLSObservation, decide, plan
+from smtpsts.io.drivers import PolicyResolver
+from smtpsts.io.starttls import STARTTLSProbe, probe_starttls
 from smtpsts.lint import Problem, lint_policy, lint_record
+from smtpsts.tlsrpt import Aggregator, PolicyInfo, Report, SessionResult
 
 record: STSRecord = STSRecord.from_text("v=STSv1; id=abc;")
 record_id: str = record.id
@@ -66,3 +75,41 @@ except (RecordSyntaxError, DomainNameError, ParseError):
 
 results: list[vectors.CaseResult] = vectors.run(vectors.shipped_documents())
 version: str = smtpsts.__version__
+
+# --- certificates and DANE -----------------------------------------------------------------
+
+
+now = datetime(2026, 1, 1, tzinfo=UTC)
+trust = TrustStore.from_pem(b"")
+cert_check: CertificateCheck = check_certificate([b"..."], "mx.example.com", trust=trust, now=now)
+cert_ok: bool = cert_check.ok
+cert_rt: ResultType | None = cert_check.result_type
+tlsa: TLSARecord = TLSARecord.from_text("3 1 1 " + "00" * 32)
+dane_check: DANECheck = match_tlsa([tlsa], [b"..."], names=["mx.example.com"], now=now)
+
+# --- the policy machine and the decision --------------------------------------------------
+machine = PolicyResolution("example.com", cached=None, now=now)
+first_action = machine.next_action()
+entry: CacheEntry = CacheEntry.from_json(CacheEntry(domain="example.com").to_json())
+resolver = PolicyResolver()
+outcome: PolicyOutcome = resolver.resolve("example.com")
+candidates = plan(outcome, [MXHost("mx.example.com", 10)])
+verdict = decide(
+    outcome,
+    MXHost("mx.example.com", 10),
+    TLSObservation(starttls_offered=True, handshake_ok=True, pkix=cert_check),
+    precedence=Precedence.BOTH,
+)
+probe: STARTTLSProbe = probe_starttls("mx.example.com", timeout=5.0)
+
+# --- TLS-RPT --------------------------------------------------------------------------------
+aggregator = Aggregator()
+aggregator.add(SessionResult.succeeded(PolicyInfo.no_policy_found("example.com")), now)
+report: Report | None = aggregator.report(
+    "example.com",
+    date(2026, 1, 1),
+    organization_name="Sender",
+    contact_info="tlsrpt@sender.example",
+)
+report_json: str = report.to_json() if report is not None else "{}"
+parsed_report: Report = Report.from_json(report_json)
