@@ -23,3 +23,9 @@ def test_ci_runs_the_readme_test_command():
     assert f"```sh\n{command}\n```" in readme
     ci = (ROOT / ".ci" / "run").read_text().replace("-q --upgrade", "--upgrade")
     assert command in ci
+
+
+def test_main_command_is_the_lab():
+    """The README's main command runs the offline lab after one install command."""
+    readme = (ROOT / "README.md").read_text()
+    assert "```sh\npython3 -m pip install . && python3 -m smtpsts lab\n```" in readme

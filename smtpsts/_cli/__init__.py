@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS = (
     "smtpsts._cli.check",
+    "smtpsts._cli.lab",
     "smtpsts._cli.lint",
     "smtpsts._cli.postfix",
     "smtpsts._cli.tlsrpt",

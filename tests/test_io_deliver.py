@@ -1,0 +1,352 @@
+"""Tests for smtpsts.io.deliver against real loopback servers (the lab's)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from smtpsts.decision import Deliver, DeliverAndReport
+from smtpsts.io.deliver import (
+    AsyncDelivery,
+    Delivery,
+    DeliveryStatus,
+    adeliver_connection,
+    deliver_connection,
+)
+from smtpsts.io.dns import AsyncDNSResolver, DNSResolver
+from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSSECResolver
+from smtpsts.io.drivers import PolicyResolver
+from smtpsts.lab.scenarios import HELO, Lab
+from smtpsts.lab.servers import SMTPServer
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """A running lab with a few extra domains for the helper's edge cases."""
+    with Lab() as running:
+        running.dns.set("nullmx.example", "MX", "0 .")
+        running.dns.set("implicit.example", "A", "127.0.0.1")
+        running.connect_to[("implicit.example", 25)] = running.connect_to[
+            ("mx.testing.example", 25)
+        ]
+        running.dns.set("nowhere.example", "TXT", '"no mail here"')
+        running.dns.servfail("broken.example")
+        running.dns.set("plain.example", "MX", "10 mx.nostarttls.example.")
+        running.dns.set("noaddr.example", "MX", "10 mx.noaddr.example.", "20 mx.enforce.example.")
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        running.dns.set("refused.example", "MX", "10 mx.refused.example.")
+        running.connect_to[("mx.refused.example", 25)] = ("127.0.0.1", port)
+        running.dns.set("bogus.dane.example", "MX", "10 mx.bogus.dane.example.")
+        running.dns.set("mx.bogus.dane.example", "A", "127.0.0.1")
+        running.dns.servfail("_25._tcp.mx.bogus.dane.example")
+        running.connect_to[("mx.bogus.dane.example", 25)] = running.connect_to[
+            ("mx.enforce.example", 25)
+        ]
+        # an enforce policy whose MX is not listed: never contacted (STS-MX-11)
+        running.dns.set("_mta-sts.skip.example", "TXT", '"v=STSv1; id=1;"')
+        running.https.route(
+            "mta-sts.skip.example",
+            b"version: STSv1\r\nmode: enforce\r\nmx: mx.enforce.example\r\nmax_age: 86400\r\n",
+        )
+        running.connect_to[("mta-sts.skip.example", 443)] = ("127.0.0.1", running.https.port)
+        running.dns.set("skip.example", "MX", "10 mx.attacker.example.")
+        # DANE without STARTTLS
+        running.dns.set("nostls.dane.example", "MX", "10 mx.nostarttls.dane.example.")
+        running.dns.set("mx.nostarttls.dane.example", "A", "127.0.0.1")
+        running.dns.set("_25._tcp.mx.nostarttls.dane.example", "TLSA", "3 1 1 " + "00" * 32)
+        running.connect_to[("mx.nostarttls.dane.example", 25)] = running.connect_to[
+            ("mx.nostarttls.example", 25)
+        ]
+        # found by address lookup, not connect_to
+        running.dns.set("direct.example", "MX", "10 mx.direct.example.")
+        running.dns.set("mx.direct.example", "A", "127.0.0.1")
+        yield running
+
+
+def _sync(lab: Lab, domain: str, *, dane: bool = False, **kw: Any) -> Delivery:
+    return deliver_connection(
+        domain,
+        policies=lab.resolver(),
+        dns=DNSResolver([lab.dns.address]),
+        dnssec=DNSSECResolver([lab.dns.address], trust_ad=True) if dane else None,
+        helo_name=HELO,
+        **{"timeout": 10.0, **kw},
+    )
+
+
+def _async(lab: Lab, domain: str, *, dane: bool = False, **kw: Any) -> AsyncDelivery:
+    async def go() -> AsyncDelivery:
+        result = await adeliver_connection(
+            domain,
+            policies=lab.resolver(),
+            dns=AsyncDNSResolver([lab.dns.address]),
+            dnssec=AsyncDNSSECResolver([lab.dns.address], trust_ad=True) if dane else None,
+            helo_name=HELO,
+            **{"timeout": 10.0, **kw},
+        )
+        if result.writer is not None:
+            assert result.reader is not None
+            result.writer.write(b"EHLO x\r\n")
+            line = await result.reader.readline()
+            assert line.startswith(b"250")
+            result.writer.write(b"QUIT\r\n")
+            await result.reader.readline()
+            result.writer.close()
+            with contextlib.suppress(ssl.SSLError, OSError):
+                await result.writer.wait_closed()
+        return result
+
+    return asyncio.run(go())
+
+
+def _close(result: Delivery | AsyncDelivery) -> None:
+    if isinstance(result, Delivery) and result.smtp is not None:
+        result.smtp.close()
+
+
+RUNNERS = [pytest.param(_sync, id="sync"), pytest.param(_async, id="asyncio")]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_enforce_valid_delivers(lab: Lab, run: object) -> None:
+    """STS-APPLY-04, STS-APPLY-13: enforce + matching MX + valid certificate: the session is handed back."""
+    result = run(lab, "enforce.example")  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert isinstance(result.verdict, Deliver)
+    assert result.attempts[-1].tls
+    assert [None] == [s.result_type for s in result.sessions]
+
+
+def test_sync_session_sends_mail(lab: Lab) -> None:
+    """STS-APPLY-04: the smtplib session handed back carries a message over TLS."""
+    result = _sync(lab, "enforce.example")
+    assert result.smtp is not None
+    result.smtp.sendmail("a@sender.example", ["b@enforce.example"], b"Subject: t\r\n\r\nx\r\n")
+    result.smtp.quit()
+    assert lab.smtp["mx.enforce.example"].messages[-1][0] is True
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize(
+    ("domain", "result_type"),
+    [
+        ("expired.example", "certificate-expired"),
+        ("wrongname.example", "certificate-host-mismatch"),
+        ("nostarttls.example", "starttls-not-supported"),
+    ],
+)
+def test_enforce_failures_defer(lab: Lab, run: object, domain: str, result_type: str) -> None:
+    """STS-APPLY-05, STS-APPLY-09: enforce failures skip the MX and defer, never bounce."""
+    result = run(lab, domain)  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert result_type == result.sessions[-1].result_type.value
+    assert result_type in result.reason
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_testing_delivers_and_reports(lab: Lab, run: object) -> None:
+    """STS-APPLY-06: testing delivers and reports the certificate failure."""
+    result = run(lab, "testing.example")  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert isinstance(result.verdict, DeliverAndReport)
+    assert "certificate-host-mismatch" == result.verdict.failure.result_type.value
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_dane_ee(lab: Lab, run: object) -> None:
+    """DANE-30, DANE-39: a self-signed MX pinned by a secure TLSA 3 1 1 is delivered to."""
+    result = run(lab, "dane.example", dane=True)  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    dane = result.verdict.dane_session  # type: ignore[union-attr]
+    assert dane is not None
+    assert None is dane.result_type
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_dane_bogus_tlsa_defers(lab: Lab, run: object) -> None:
+    """DANE-03, DANE-08, SEC-13: a failed (bogus) TLSA lookup makes the MX unreachable: no connection."""
+    result = run(lab, "bogus.dane.example", dane=True)  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert () == result.attempts
+    assert "dnssec-invalid" == result.sessions[0].result_type.value
+    assert "tlsa" == result.sessions[0].policy.policy_type.value
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_null_mx(lab: Lab, run: object) -> None:
+    """A null MX (RFC 7505) means no mail: a permanent outcome."""
+    result = run(lab, "nullmx.example")  # type: ignore[operator]
+    assert DeliveryStatus.NO_MAIL == result.status
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_implicit_mx(lab: Lab, run: object) -> None:
+    """STS-MX-08: no MX RRset: the domain's own address is the MX."""
+    result = run(lab, "implicit.example")  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert "implicit.example" == result.attempts[-1].mx
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_no_mx_no_address(lab: Lab, run: object) -> None:
+    """No MX and no address records: the domain takes no mail (RFC 5321 §5.1)."""
+    result = run(lab, "nowhere.example")  # type: ignore[operator]
+    assert DeliveryStatus.NO_MAIL == result.status
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_mx_lookup_failure_defers(lab: Lab, run: object) -> None:
+    """A failed MX lookup is temporary: defer."""
+    result = run(lab, "broken.example")  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert result.reason.startswith("MX lookup failed")
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_no_policy_plaintext(lab: Lab, run: object) -> None:
+    """STS-APPLY-07, AMB-21: without a policy, no STARTTLS still delivers (in plaintext), reported."""
+    result = run(lab, "plain.example")  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert not result.attempts[-1].tls
+    assert "starttls-not-supported" == result.sessions[-1].result_type.value
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_mx_without_address_falls_back(lab: Lab, run: object) -> None:
+    """An MX without address records is passed over for the next one."""
+    result = run(lab, "noaddr.example")  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert ["mx.noaddr.example", "mx.enforce.example"] == [a.mx for a in result.attempts]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_connect_refused_defers(lab: Lab, run: object) -> None:
+    """STS-APPLY-11: a connect failure has no verdict and no report; the message waits."""
+    result = run(lab, "refused.example")  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert "no MX host could be reached" == result.reason
+    assert () == result.sessions
+
+
+def test_bad_helo_name(lab: Lab) -> None:
+    """RFC 5321 §4.1.1.1: an EHLO name with white space is refused."""
+    with pytest.raises(ValueError, match="EHLO"):
+        deliver_connection("enforce.example", policies=lab.resolver(), helo_name="a b")
+
+
+def test_greeting_refused_moves_on() -> None:
+    """A server that greets with 554 gives no TLS verdict; the MX is passed over."""
+    with SMTPServer("x", None) as server, Lab() as lab:
+        server.greeting = "554 go away"
+        lab.dns.set("rude.example", "MX", "10 mx.rude.example.")
+        lab.connect_to[("mx.rude.example", 25)] = ("127.0.0.1", server.port)
+        result = _sync(lab, "rude.example")
+        assert DeliveryStatus.DEFER == result.status
+        assert result.attempts[-1].connected
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize(
+    ("behaviour", "mode", "status", "tls"),
+    [
+        ("refuse-starttls", "none", DeliveryStatus.CONNECTED, False),
+        ("break-handshake", "testing", DeliveryStatus.CONNECTED, False),
+        ("break-handshake", "enforce", DeliveryStatus.DEFER, False),
+        ("pipelined", "none", DeliveryStatus.CONNECTED, False),
+        ("pipelined", "enforce", DeliveryStatus.DEFER, False),
+        ("break-handshake-then-refuse", "testing", DeliveryStatus.DEFER, False),
+    ],
+)
+def test_starttls_misbehaviour(
+    run: object, behaviour: str, mode: str, status: DeliveryStatus, tls: bool
+) -> None:
+    """STS-APPLY-16, STS-APPLY-06: refused or broken STARTTLS: plaintext without enforce, defer with it."""
+    with Lab() as lab:
+        server = lab.smtp["mx.enforce.example"]
+        server.behaviour = behaviour
+        if mode == "none":
+            lab.dns.set("_mta-sts.enforce.example", "TXT")
+        else:
+            lab.https.route(
+                "mta-sts.enforce.example",
+                f"version: STSv1\r\nmode: {mode}\r\nmx: mx.enforce.example\r\nmax_age: 86400\r\n".encode(),
+            )
+        result = run(lab, "enforce.example")  # type: ignore[operator]
+        _close(result)
+        assert status == result.status
+        assert tls == result.attempts[-1].tls
+        first = result.sessions[0]
+        expected = {
+            "refuse-starttls": "starttls-not-supported",
+            "pipelined": "starttls-not-supported",
+        }.get(behaviour, "validation-failure")
+        assert expected == first.result_type.value
+        if behaviour.startswith("break-handshake"):
+            assert first.failure_reason_code.startswith("tls-")
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_unlisted_mx_never_contacted(lab: Lab, run: object) -> None:
+    """STS-MX-11, STS-APPLY-09: enforce and no MX matches: defer without connecting, reported."""
+    result = run(lab, "skip.example")  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert () == result.attempts
+    assert "validation-failure" == result.sessions[0].result_type.value
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_dane_requires_tls(lab: Lab, run: object) -> None:
+    """DANE-12, DANE-29: with a secure TLSA RRset, an MX without STARTTLS is not used."""
+    result = run(lab, "nostls.dane.example", dane=True)  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_address_lookup(lab: Lab, run: object) -> None:
+    """RFC 5321 §5.1: the MX address comes from DNS when no override is given."""
+    port = lab.smtp["mx.nostarttls.example"].port
+    result = run(lab, "direct.example", connect_to={}, port=port)  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert ("127.0.0.1", port) == (result.attempts[-1].address, result.attempts[-1].port)
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("behaviour", ["no-ehlo", "stall-greeting"])
+def test_session_failures_before_tls(run: object, behaviour: str) -> None:
+    """STS-APPLY-16: EHLO refused means no STARTTLS; a silent server costs at most the deadline."""
+    with Lab() as lab:
+        lab.smtp["mx.enforce.example"].behaviour = behaviour
+        started = time.monotonic()
+        result = run(lab, "enforce.example", timeout=0.5)  # type: ignore[operator]
+        assert DeliveryStatus.DEFER == result.status
+        assert time.monotonic() - started < 5
+        if behaviour == "no-ehlo":
+            assert "starttls-not-supported" == result.sessions[0].result_type.value
+        else:
+            assert () == result.sessions
+
+
+def test_system_trust_by_default(lab: Lab) -> None:
+    """Without a trust store anywhere, the system's is loaded (no policy here, so delivery goes on)."""
+    policies = PolicyResolver(nameservers=[lab.dns.address], connect_to=lab.connect_to)
+    result = deliver_connection(
+        "plain.example", policies=policies, dns=DNSResolver([lab.dns.address]), helo_name=HELO
+    )
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
