@@ -30,6 +30,7 @@ ADAPTERS = [
     "smtpsts/stores/*",
     "smtpsts/_cli/*",
     "smtpsts/postfix/server.py",
+    "smtpsts/lab/*",
     "smtpsts/__main__.py",
 ]
 # Groups the foundation requires to be fully covered by tests or vectors.
