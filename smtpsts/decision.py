@@ -399,6 +399,19 @@ def _dane_failure(obs: TLSObservation) -> TLSFailure | None:
     return None
 
 
+def _dane_required_failure(obs: TLSObservation) -> TLSFailure | None:
+    # RFC 7672 §2.2, §6 (DANE-16): mandatory DANE needs TLS authenticated by
+    # secure TLSA records; anything less delays the message (dane-required).
+    dane = obs.dane
+    if dane is not None and dane.authenticated:
+        return None
+    return TLSFailure(
+        ResultType.DANE_REQUIRED,
+        None,
+        "mandatory DANE: no secure TLSA record authenticated the server",
+    )
+
+
 def _dane_session(
     outcome: PolicyOutcome, mx: MXHost, obs: TLSObservation, dane_failure: TLSFailure | None
 ) -> SessionResult | None:
@@ -460,6 +473,7 @@ def decide(
     observation: TLSObservation,
     *,
     precedence: Precedence = Precedence.BOTH,
+    dane_required: bool = False,
 ) -> Verdict:
     """
     Decide whether to deliver through one MX after the STARTTLS attempt.
@@ -471,6 +485,10 @@ def decide(
         mx: The MX that was contacted.
         observation: What the session showed.
         precedence: How DANE and MTA-STS combine (AMB-11).
+        dane_required: DANE is mandatory for this destination (DANE-16):
+            without TLS authenticated by a secure TLSA RRset the MX is
+            skipped with ``dane-required``, so the message waits
+            (:func:`defer_if_exhausted`).
 
     Returns:
         :class:`Deliver`, :class:`DeliverAndReport` (``testing``) or
@@ -485,6 +503,10 @@ def decide(
     dane_failure = _dane_failure(observation)
     dane_session = _dane_session(outcome, mx, observation, dane_failure)
     discovery = _discovery_failure(outcome)
+    if dane_required and dane_failure is None:
+        dane_failure = _dane_required_failure(observation)
+        if dane_failure is not None:
+            discovery.insert(0, dane_failure)
     if mode is None:
         # STS-APPLY-07, AMB-21: no policy (or mode none): opportunistic. The
         # session fails only without TLS; certificates do not matter.

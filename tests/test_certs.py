@@ -86,6 +86,19 @@ class TestIdentity:
             == result
         )
 
+    def test_cname_target_is_no_reference_identifier(self, ca, trust):
+        """SEC-14: MX mx1.example.com CNAME evil.example, certificate for evil.example -> mismatch.
+
+        The reference identifier is the MX name the (policy-approved) MX RRset
+        gives; the unauthenticated CNAME target never stands in for it.
+        """
+        evil = leaf(ca, "evil.example")
+        result = check(ca, trust, evil, host=MX_HOST)
+        assert (False, ResultType.CERTIFICATE_HOST_MISMATCH) == (result.ok, result.result_type)
+        # The same chain is fine for the name it was issued to: only the
+        # choice of reference identifier makes the difference.
+        assert check(ca, trust, evil, host="evil.example").ok
+
     def test_case_insensitive(self, ca, trust):
         """STS-CERT-06: SAN in upper case vs the host in mixed case match."""
         lf = leaf(ca, san=["MX1.EXAMPLE.COM"])

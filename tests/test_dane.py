@@ -618,3 +618,37 @@ class TestPolicy:
         records = [record(3, 1, 1, ca.leaf.cert), record(2, 0, 1, ca.intermediate.cert)]
         for r in records:
             assert match_tlsa([r], ca.chain, names=[MX], now=NOW).authenticated
+
+
+class TestResultTypeTable:
+    """CONFORMANCE.md §4.4: DANE events reach TLS-RPT with the listed result types."""
+
+    def _tlsa_failure(self, check: DANECheck) -> tuple[ResultType | None, str | None]:
+        from smtpsts.cache import PolicyResolution
+        from smtpsts.decision import MXHost, SkipMX, TLSObservation, decide
+        from tests.fakes import T0, run, txt
+
+        none = run(PolicyResolution("example.com", cached=None, now=T0), (txt("v=spf1 -all"),))
+        got = decide(none[1].outcome, MXHost(MX, 10), TLSObservation(True, True, dane=check))
+        assert isinstance(got, SkipMX)
+        assert got.dane_session is not None
+        assert not got.dane_session.success
+        return got.dane_session.result_type, got.dane_session.failure_reason_code
+
+    def test_dane_events(self, ca):
+        """RPT-JSON-22, AMB-25: DANE-TA name mismatch -> certificate-host-mismatch; no match -> validation-failure, dane-no-match; expired DANE-TA chain -> certificate-expired."""
+        ta = [record(2, 0, 1, ca.intermediate.cert)]
+        other = make("other.example", issuer=None)
+        mismatch = match_tlsa(ta, ca.chain, names=["mx2.example.com"], now=NOW)
+        no_match = match_tlsa([record(3, 1, 1, other.cert)], ca.chain, names=[MX], now=NOW)
+        old = make(MX, issuer=ca.intermediate, not_before=PAST, not_after=PAST + timedelta(days=1))
+        expired = match_tlsa(ta, [old.cert, ca.intermediate.cert], names=[MX], now=NOW)
+
+        got = [self._tlsa_failure(c) for c in (mismatch, no_match, expired)]
+
+        assert [
+            ResultType.CERTIFICATE_HOST_MISMATCH,
+            ResultType.VALIDATION_FAILURE,
+            ResultType.CERTIFICATE_EXPIRED,
+        ] == [result_type for result_type, _ in got]
+        assert "dane-no-match" == got[1][1]

@@ -78,6 +78,18 @@ class TestPlan:
         ] == [c.mx.host for c in got.candidates]
         assert {MXVerdict.OPPORTUNISTIC_REPORT} == {c.verdict for c in got.candidates}
 
+    @pytest.mark.parametrize("out", [ENF, TEST, NO_POLICY])
+    def test_tlsa_never_reorders(self, out):
+        """DANE-17: MX 10 (no TLSA) and MX 20 (TLSA) -> MX 10 is tried first.
+
+        plan() orders by preference alone; TLSA records are looked up per
+        candidate afterwards and cannot move a worse MX ahead.
+        """
+        mxs = [MXHost("tlsa.example.com", 20), MXHost("plain.example.com", 10)]
+        policy = outcome(ENFORCE.replace(b"mx: mail.example.com", b"mx: *.example.com"))
+        got = plan(policy if out is ENF else out, mxs)
+        assert ["plain.example.com", "tlsa.example.com"] == [c.mx.host for c in got.candidates]
+
     def test_enforce_skips_before_connecting(self):
         """STS-MX-11, STS-MX-01, AMB-18: enforce leaves out non-matching MX, with a failure."""
         got = plan(ENF, [MX, EVIL])
@@ -323,6 +335,63 @@ class TestDANE:
         """SEC-13, DANE-08: usable TLSA and no STARTTLS -> no delivery through that MX."""
         got = decide(NO_POLICY, MX, TLSObservation(False, dane=DANE_OK))
         assert (SkipMX, ResultType.STARTTLS_NOT_SUPPORTED) == (type(got), got.failure.result_type)
+
+    def test_dane_and_enforce_both_must_pass(self):
+        """DANE-50, AMB-11: DANE-EE passes, self-signed certificate, enforce -> default: MX fails.
+
+        With ``dane_overrides_sts`` (Precedence.DANE_OVERRIDES_PKIX) DANE
+        replaces the PKIX check, but the MX-pattern check stays.
+        """
+        self_signed = CertificateCheck(
+            False, ResultType.CERTIFICATE_NOT_TRUSTED, "self-signed", "self-signed"
+        )
+        obs = TLSObservation(True, True, pkix=self_signed, dane=DANE_OK)
+        default = decide(ENF, MX, obs)
+        override = decide(ENF, MX, obs, precedence=Precedence.DANE_OVERRIDES_PKIX)
+        outside = decide(ENF, EVIL, obs, precedence=Precedence.DANE_OVERRIDES_PKIX)
+
+        assert (SkipMX, ResultType.CERTIFICATE_NOT_TRUSTED) == (
+            type(default),
+            default.failure.result_type,
+        )
+        assert Precedence.BOTH == decide.__kwdefaults__["precedence"]
+        assert Deliver is type(override)
+        assert (SkipMX, MX_MISMATCH) == (type(outside), outside.failure.reason)
+
+    @pytest.mark.parametrize("out", [ENF, TEST, NO_POLICY])
+    def test_mandatory_dane(self, out):
+        """DANE-16: mandatory destination, no or unusable TLSA -> skipped with dane-required, message deferred."""
+        unusable = DANECheck(
+            True,
+            ResultType.TLSA_INVALID,
+            "unusable",
+            "all-unusable-records",
+            usable=False,
+            matched=None,
+        )
+        mx = MXHost("a.example.net") if out is TEST else MX  # in each policy
+        good = TLSObservation(True, True, pkix=PKIX_OK)
+        for obs in (good, TLSObservation(True, True, pkix=PKIX_OK, dane=unusable)):
+            got = decide(out, mx, obs, dane_required=True)
+            assert isinstance(got, SkipMX)
+            assert (ResultType.DANE_REQUIRED, False, ResultType.DANE_REQUIRED) == (
+                got.failure.result_type,
+                got.session.success,
+                got.session.result_type,
+            )
+            defer = defer_if_exhausted([got])
+            assert defer is not None
+            assert [ResultType.DANE_REQUIRED] == [f.result_type for f in defer.failures]
+        # Authenticated by DANE: delivered; a DANE failure keeps its own result type.
+        authed = decide(
+            out, mx, TLSObservation(True, True, pkix=PKIX_OK, dane=DANE_OK), dane_required=True
+        )
+        failed = decide(
+            out, mx, TLSObservation(True, True, pkix=PKIX_OK, dane=DANE_FAIL), dane_required=True
+        )
+        assert (Deliver, "dane-no-match") == (type(authed), failed.failure.reason)
+        # Not mandatory (the default): opportunistic DANE, delivered.
+        assert isinstance(decide(out, mx, good), Deliver)
 
     def test_both_needs_pkix(self):
         """AMB-11: precedence both -> DANE ok but PKIX fails under enforce -> skip."""

@@ -535,3 +535,66 @@ def test_measure_uncached_vs_cached(https: HTTPSServer, dns_server: DNSServer) -
     print(f"uncached {uncached * 1000:.2f} ms, cached {cached * 1000:.2f} ms")
     assert cached < uncached
     assert attrs.has(RefreshReport)
+
+
+class TestRecheckBeforeBounce:
+    TESTING = b"version: STSv1\r\nmode: testing\r\nmx: *.example.net\r\nmax_age: 86400\r\n"
+
+    def _resolver(self, https: HTTPSServer, dns_server: DNSServer, *domains: str) -> PolicyResolver:
+        return PolicyResolver(
+            trust=https.trust,
+            nameservers=[dns_server.address],
+            connect_to=https.connect_to(*(f"mta-sts.{d}" for d in domains)),
+            config=PolicyConfig(timeout=5),
+        )
+
+    def test_new_id_found_despite_backoff(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """STS-APPLY-10: before bouncing, _mta-sts is checked again past the fetch backoff; a new id whose policy is testing is applied."""
+        name = "recheck.example"
+        dns_server.set(f"_mta-sts.{name}", "TXT", '"v=STSv1; id=1;"')
+        https.route(f"mta-sts.{name}", policy())
+        resolver = self._resolver(https, dns_server, name)
+        assert Mode.ENFORCE == resolver.resolve(name, T0).mode
+        # The domain publishes id 2, but its first fetch fails: backoff (STS-FETCH-14).
+        dns_server.set(f"_mta-sts.{name}", "TXT", '"v=STSv1; id=2;"')
+        https.route(f"mta-sts.{name}", policy(b"", status="500 Oops"))
+        assert Mode.ENFORCE == resolver.resolve(name, T0 + timedelta(minutes=1)).mode
+        https.route(f"mta-sts.{name}", policy(self.TESTING))
+        later = T0 + timedelta(minutes=2)
+        assert Mode.ENFORCE == resolver.resolve(name, later).mode  # still in backoff
+
+        final = resolver.recheck_before_bounce(name, later)
+
+        entry = resolver.store.get(name)
+        assert entry is not None
+        assert (Mode.TESTING, PolicySource.FRESH, "2", None) == (
+            final.mode,
+            final.source,
+            entry.record_id,
+            entry.backoff_id,
+        )
+        assert (Mode.TESTING, PolicySource.CACHED) == (
+            (again := resolver.resolve(name, later)).mode,
+            again.source,
+        )
+
+    def test_negative_answer_not_trusted(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """STS-APPLY-10: a cached "no record" answer is bypassed; nothing new means the same outcome."""
+        name = "recheck-neg.example"
+        dns_server.remove(f"_mta-sts.{name}")
+        https.route(f"mta-sts.{name}", policy())
+        resolver = self._resolver(https, dns_server, name)
+        assert resolver.resolve(name, T0).policy is None  # negative entry stored
+        dns_server.set(f"_mta-sts.{name}", "TXT", '"v=STSv1; id=1;"')
+        assert resolver.resolve(name, T0 + timedelta(seconds=10)).policy is None
+
+        final = resolver.recheck_before_bounce(name, T0 + timedelta(seconds=10))
+        same = resolver.recheck_before_bounce(name, T0 + timedelta(seconds=20))
+
+        assert (Mode.ENFORCE, Mode.ENFORCE, PolicySource.CACHED) == (
+            final.mode,
+            same.mode,
+            same.source,
+        )
+        fresh = self._resolver(https, dns_server, "absent.example")
+        assert None is fresh.recheck_before_bounce("absent.example", T0).policy

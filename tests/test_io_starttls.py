@@ -26,6 +26,7 @@ from certfactory import make, pki
 from smtpsts._vocab import ResultType
 from smtpsts.certs import TrustStore, check_certificate
 from smtpsts.io import tls as tls_module
+from smtpsts.io.http import make_ssl_context
 from smtpsts.io.starttls import (
     Reply,
     ReplyReader,
@@ -460,3 +461,45 @@ class TestReplyReader:
                     assert 1 <= len(reply.lines) <= 5
         except SMTPReplyError:
             pass
+
+
+def _client_hello_extensions(context: ssl.SSLContext) -> set[int]:
+    """The extension types of the ClientHello ``context`` sends (RFC 8446 §4.1.2)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="mx1.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    data = outgoing.read()
+    assert (22, 1) == (data[0], data[5])  # handshake record, ClientHello
+    pos = 9 + 2 + 32  # record + handshake headers, legacy_version, random
+    pos += 1 + data[pos]  # legacy_session_id
+    pos += 2 + int.from_bytes(data[pos : pos + 2], "big")  # cipher_suites
+    pos += 1 + data[pos]  # legacy_compression_methods
+    end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
+    pos += 2
+    types = set()
+    while pos < end:
+        types.add(int.from_bytes(data[pos : pos + 2], "big"))
+        pos += 4 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    assert end == pos == len(data)
+    return types
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: pkix_context(TrustStore(())),
+        opportunistic_context,
+        make_ssl_context,
+    ],
+    ids=["pkix", "opportunistic", "policy-fetch"],
+)
+def test_no_raw_public_keys(factory):
+    """DANE-51: our TLS contexts never offer RFC 7250 raw public keys.
+
+    Python's ssl module has no API to enable raw public keys, so the
+    ClientHello never carries client_certificate_type (19) or
+    server_certificate_type (20), and the server must send X.509.
+    """
+    types = _client_hello_extensions(factory())
+    assert (set(), True) == (types & {19, 20}, 0 in types)  # no RPK; SNI (0) is there

@@ -379,3 +379,18 @@ class TestCLI:
             done.stdout,
             done.stderr,
         )
+
+
+def test_wildcard_under_policy_domain_warns_only():
+    """SEC-04: `*.example.com` for example.com gives a wildcard-mx warning; matching is unchanged."""
+    text = BASE.replace("mail.example.com", "*.example.com")
+    problems = lint_policy(text)
+    policy = Policy.from_text(text)
+
+    assert [(Severity.WARNING, "wildcard-mx")] == [(p.severity, p.code) for p in problems]
+    assert "'*.example.com'" in problems[0].message
+    assert (True, False, False) == (
+        policy.matches("mx.example.com"),
+        policy.matches("example.com"),
+        policy.matches("a.b.example.com"),
+    )

@@ -7,6 +7,8 @@ import email.policy
 import gzip
 import json
 import re
+import struct
+import zlib
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -497,3 +499,97 @@ class TestReportVectorChecker:
 
         with pytest.raises(VectorMismatch, match=re.escape(fragment)):
             check({"id": "x", "conformance": ["RPT-JSON-27"], **case})
+
+
+class TestUntrustedInput:
+    """The receiver side treats every report as hostile input (RFC 8460 §7)."""
+
+    def test_caps(self):
+        """SEC-08: nesting over 32 levels, messages over 15 MiB and JSON over 20 MiB are refused."""
+        from smtpsts.tlsrpt.model import MAX_JSON_DEPTH, MAX_REPORT_SIZE
+
+        deep = b'{"x":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1)
+        assert (32, 15 * 1024 * 1024, 20 * 1024 * 1024) == (
+            MAX_JSON_DEPTH,
+            MAX_MESSAGE_SIZE,
+            MAX_REPORT_SIZE,
+        )
+        with pytest.raises(ReportSyntaxError, match="nest"):
+            parse_report_message(deep)
+        with pytest.raises(ReportSyntaxError, match="at most"):
+            parse_report_message(b" " * (MAX_MESSAGE_SIZE + 1))
+        with pytest.raises(ReportSyntaxError, match="more than"):
+            parse_report_message(_gz(b" " * (MAX_REPORT_SIZE + 1)))
+
+    def test_member_names_never_paths(self, tmp_path, monkeypatch):
+        """SEC-09: a gzip member name like ../../etc/passwd is ignored, never used as a path."""
+        report = built_report()
+        text = report.to_json().encode()
+        deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        raw = deflate.compress(text) + deflate.flush()
+        # RFC 1952 §2.3: FLG.FNAME (0x08) set, the name follows the 10-byte header.
+        data = (
+            b"\x1f\x8b\x08\x08\0\0\0\0\0\xff../../x/passwd\0"
+            + raw
+            + struct.pack("<II", zlib.crc32(text), len(text))
+        )
+        assert b"../../x/passwd" in data  # the FNAME header field is really there
+        work = tmp_path / "a" / "b"
+        work.mkdir(parents=True)
+        monkeypatch.chdir(work)
+
+        assert report == parse_report_message(data)
+        assert report == parse_report_message(
+            _message("application/tlsrpt+gzip", data, "../../x/passwd")
+        )
+        assert [work.parent, work] == sorted(p for p in tmp_path.rglob("*") if p != tmp_path)
+
+    def test_duplicate_member_names(self):
+        """SEC-10: JSON with a duplicate member name is rejected (I-JSON, RFC 7493)."""
+        text = built_report().to_json()
+        doubled = text.replace('"report-id":', '"report-id": "a", "report-id":', 1)
+        assert doubled != text
+        with pytest.raises(ReportSyntaxError, match="duplicate member name"):
+            parse_report_message(doubled.encode())
+        with pytest.raises(ReportSyntaxError, match="duplicate member name"):
+            parse_report_message(_message("application/tlsrpt+json", doubled.encode(), "r.json"))
+
+    def test_json_is_authoritative(self):
+        """RPT-SEND-24: Subject and filename naming another domain are ignored; the JSON wins."""
+        report = built_report()
+        msg = EmailMessage()
+        msg["Subject"] = (
+            "Report Domain: other.example Submitter: sender.example Report-ID: <x@sender.example>"
+        )
+        msg.set_content("x")
+        msg.add_attachment(
+            _gz(report.to_json().encode()),
+            maintype="application",
+            subtype="tlsrpt+gzip",
+            filename="sender.example!other.example!1!2.json.gz",
+        )
+
+        got = parse_report_message(msg.as_bytes())
+        assert (report, ("recipient.example",)) == (got, got.policy_domains)
+
+    @pytest.mark.parametrize(
+        ("ctype", "filename", "compress"),
+        [
+            ("application/tlsrpt+gzip", None, True),
+            ("application/tlsrpt+json", None, False),
+            ("application/tlsrpt", "x.json", False),
+            ("application/gzip", "x.json.gz", True),
+            ("application/json", "x.json", False),
+            ("application/octet-stream", "x.gz", True),
+            # RFC 8460 §6.5: gzip is detected by the magic bytes, whatever the label.
+            ("application/tlsrpt+json", None, True),
+        ],
+    )
+    def test_media_types(self, ctype, filename, compress):
+        """RPT-SEND-26: the report part is found by media type and filename; gzip by 1f 8b."""
+        report = built_report()
+        body = report.to_json().encode()
+        assert report == parse_report_message(
+            _message(ctype, _gz(body) if compress else body, filename)
+        )
+        assert (b"\x1f\x8b", b"{") == (_gz(body)[:2], body[:1])

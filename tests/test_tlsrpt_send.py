@@ -44,9 +44,13 @@ from smtpsts.stores.tlsrpt_sqlite import SQLiteTLSRPTStore
 from smtpsts.tlsrpt import (
     PolicyInfo,
     Report,
+    ReportNotAuthenticatedError,
+    ReportSyntaxError,
     ResultType,
     SessionResult,
+    accept_report_message,
     parse_report_message,
+    report_message,
 )
 
 DAY = date(2024, 3, 5)
@@ -1307,3 +1311,184 @@ class TestDKIMKeyRecord:
                 DNSResolver([dns_server.address], lifetime=2).lookup_txt
             )
         assert warned == ("DKIM:" in caplog.text)
+
+
+class TestRecordLookup:
+    def test_lookup_name_is_alabel(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """RPT-REC-01: the record is the TXT RRset at _smtp._tls.<policy domain>, as an A-label."""
+        dns_server.add(
+            "_smtp._tls.xn--bcher-kva.example", "TXT", '"v=TLSRPTv1; rua=mailto:r@x.example"'
+        )
+        resolver = DNSResolver([dns_server.address], lifetime=2)
+        asked: list[str] = []
+        sent: list[str] = []
+
+        def lookup(name: str) -> Any:
+            asked.append(name)
+            return resolver.lookup_txt(name)
+
+        sender = make_sender(dns_server, submit=lambda m, f, r: sent.append(r))
+        sender = attrs.evolve(sender, lookup_txt=lookup)
+        report = expected_report(store_with_sessions(tmp_path))
+        with Outbox(tmp_path / "o.db") as outbox:
+            assert outbox.enqueue(report, "Bücher.Example", DAY, NEXT)
+            [item] = outbox.due(NEXT)
+            status, _ = sender.deliver(item, NEXT)
+        assert ("delivered", ["_smtp._tls.xn--bcher-kva.example."], ["r@x.example"]) == (
+            status,
+            asked,
+            sent,
+        )
+
+    def test_results_go_to_the_policy_domain(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """RPT-REC-13: sts and no-policy results go to the TLSRPT record of their own policy domain."""
+        dns_server.add(RECORD, "TXT", '"v=TLSRPTv1; rua=mailto:r@recipient.example"')
+        dns_server.add(
+            "_smtp._tls.other.example", "TXT", '"v=TLSRPTv1; rua=mailto:o@other.example"'
+        )
+        store = store_with_sessions(tmp_path)
+        store.add(SessionResult.succeeded(PolicyInfo.no_policy_found("other.example")), AT, 4)
+        store.flush()
+        received: dict[str, Report] = {}
+
+        def submit(message: bytes, mail_from: str, rcpt: str) -> None:
+            received[rcpt] = parse_report_message(message)
+
+        with Outbox(tmp_path / "o.db") as outbox:
+            summary = send_due_reports(
+                store, outbox, make_sender(dns_server, submit=submit), now=NEXT
+            )
+        assert (2, 2) == (len(summary.built), len(summary.delivered))
+        assert {
+            "r@recipient.example": ("recipient.example",),
+            "o@other.example": ("other.example",),
+        } == {rcpt: report.policy_domains for rcpt, report in received.items()}
+        assert ["no-policy-found"] == [
+            str(p.policy.policy_type) for p in received["o@other.example"].policies
+        ]
+
+
+class TestRateLimit:
+    def test_daily_cap_per_destination(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """SEC-11: one report per destination, domain and day; a cap on reports per destination per day."""
+        for name in (RECORD, "_smtp._tls.other.example"):
+            dns_server.add(name, "TXT", '"v=TLSRPTv1; rua=mailto:r@collector.example"')
+        store = store_with_sessions(tmp_path)
+        store.add(SessionResult.succeeded(PolicyInfo.no_policy_found("other.example")), AT, 4)
+        store.flush()
+        sent: list[str] = []
+
+        def submit(message: bytes, mail_from: str, rcpt: str) -> None:
+            sent.append(str(parse_report_message(message).policy_domains))
+
+        sender = make_sender(dns_server, submit=submit, max_reports_per_destination=1)
+        with Outbox(tmp_path / "o.db") as outbox:
+            first = send_due_reports(store, outbox, sender, now=NEXT)
+            # Same day, later: neither a second report for the domain nor a second one for the cap.
+            again = send_due_reports(store, outbox, sender, now=NEXT + timedelta(hours=2))
+            [waiting] = outbox.items("pending")
+            tomorrow = send_due_reports(store, outbox, sender, now=NEXT + timedelta(days=1))
+            assert {"mailto:r@collector.example": 1} == outbox.delivered_counts(
+                NEXT + timedelta(days=1)
+            )
+
+        assert (2, 1, 1) == (len(first.built), len(first.delivered), len(first.retrying))
+        assert ((), (), first.retrying) == (again.built, again.delivered, again.retrying)
+        assert "daily report cap reached" in (waiting.last_error or "")
+        assert first.retrying == tomorrow.delivered
+        assert 2 == len(sent) == len(set(sent))
+
+    def test_no_cap_by_default(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """SEC-11: without max_reports_per_destination every domain's report goes out."""
+        for name in (RECORD, "_smtp._tls.other.example"):
+            dns_server.add(name, "TXT", '"v=TLSRPTv1; rua=mailto:r@collector.example"')
+        store = store_with_sessions(tmp_path)
+        store.add(SessionResult.succeeded(PolicyInfo.no_policy_found("other.example")), AT, 4)
+        store.flush()
+        with Outbox(tmp_path / "o.db") as outbox:
+            summary = send_due_reports(
+                store, outbox, make_sender(dns_server, submit=lambda m, f, r: None), now=NEXT
+            )
+            assert {"mailto:r@collector.example": 2} == outbox.delivered_counts(NEXT)
+        assert 2 == len(summary.delivered)
+
+
+class TestAcceptReport:
+    """Receiving mailed reports: DKIM decides (RFC 8460 §3)."""
+
+    def _mail(self, contact: str = "tlsrpt@sender.example") -> tuple[Report, bytes]:
+        agg_store = SQLiteTLSRPTStore(":memory:")
+        agg_store.add(EXPIRED, AT, 3)
+        agg_store.flush()
+        report = agg_store.aggregator(DAY).report(
+            "recipient.example", DAY, organization_name="Sender Inc", contact_info=contact
+        )
+        assert report is not None
+        message = report_message(
+            report,
+            "recipient.example",
+            from_address=contact,
+            to_address="r@recipient.example",
+            date=NEXT,
+            message_id="<1@x>",
+        )
+        return report, message.as_bytes(policy=email.policy.SMTP)
+
+    @staticmethod
+    def _publish(dns_server: DNSServer, name: str, record: str) -> None:
+        chunks = [record[i : i + 200] for i in range(0, len(record), 200)]
+        dns_server.add(name, "TXT", " ".join(f'"{c}"' for c in chunks))
+
+    def test_signed_accepted_unsigned_rejected(
+        self, dns_server: DNSServer, key: tuple[bytes, str]
+    ) -> None:
+        """RPT-SEND-25: a valid signature of the submitter (or a parent) is accepted; unsigned, foreign or broken ones are not."""
+        from smtpsts.io.dkim import DKIMPySigner, accept_report, verified_dkim_domains
+
+        lookup = DNSResolver([dns_server.address], lifetime=2).lookup_txt
+        # s= absent: every service; smtpsts does not insist on s=tlsrpt (a MAY).
+        self._publish(dns_server, "rpt._domainkey.sender.example", key[1].replace(" s=tlsrpt;", ""))
+        self._publish(dns_server, "rpt._domainkey.other.example", key[1])
+        report, data = self._mail()
+        child_report, child = self._mail("tlsrpt@mail.sender.example")
+        own = DKIMPySigner("rpt", "sender.example", key[0]).sign(data)
+        parent = DKIMPySigner("rpt", "sender.example", key[0]).sign(child)
+        foreign = DKIMPySigner("rpt", "other.example", key[0]).sign(data)
+        broken = own.replace(b"Report Domain: recipient", b"Report Domain: recipiant", 1)
+        assert broken != own
+
+        assert (report, child_report) == (
+            accept_report(own, lookup_txt=lookup),
+            accept_report(parent, lookup_txt=lookup),
+        )
+        assert (("sender.example",), (), ()) == (
+            verified_dkim_domains(own, lookup_txt=lookup),
+            verified_dkim_domains(broken, lookup_txt=lookup),
+            verified_dkim_domains(b"DKIM-Signature: v=1; junk\r\n" + data, lookup_txt=lookup),
+        )
+        no_key = DKIMPySigner("gone", "sender.example", key[0]).sign(data)
+        for bad in (data, foreign, broken, no_key):
+            with pytest.raises(ReportNotAuthenticatedError, match="no valid DKIM signature"):
+                accept_report(bad, lookup_txt=lookup)
+
+    def test_verdict_rules(self) -> None:
+        """RPT-SEND-25: d= must equal or be a parent of TLS-Report-Submitter; a child or look-alike does not count."""
+        report, data = self._mail()
+        assert [report, report] == [
+            accept_report_message(data, dkim_domains=["Sender.Example."]),
+            accept_report_message(data, dkim_domains=["bad..name", "sender.example"]),
+        ]
+        for domains in ([], ["mail.sender.example"], ["xsender.example"], ["bad..name"]):
+            with pytest.raises(ReportNotAuthenticatedError) as info:
+                accept_report_message(data, dkim_domains=domains)
+            assert "no-valid-dkim" == info.value.reason
+        for header in (b"TLS-Report-Submitter: sender.example\r\n", b"sender.example\r\n"):
+            stripped = data.replace(
+                b"TLS-Report-Submitter: sender.example\r\n",
+                b"" if header.startswith(b"TLS") else b"TLS-Report-Submitter: bad..name\r\n",
+            )
+            with pytest.raises(ReportNotAuthenticatedError) as info:
+                accept_report_message(stripped, dkim_domains=["sender.example"])
+            assert "no-submitter" == info.value.reason
+        with pytest.raises(ReportSyntaxError, match="at most"):
+            accept_report_message(b" " * (16 * 1024 * 1024), dkim_domains=["sender.example"])

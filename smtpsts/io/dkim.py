@@ -7,8 +7,12 @@ the report headers (RPT-SEND-12). :class:`DKIMPySigner` satisfies
 :class:`smtpsts.io.tlsrpt_send.DKIMSigner` with dkimpy's ``tlsrpt=True``
 mode, which never emits ``l=``.
 
-dkimpy is imported when a signer is created; install it with
-``pip install smtpsts[dkim]``.
+On the receiving side, :func:`accept_report` checks a mailed report's DKIM
+signatures with dkimpy and hands the verdict to
+:func:`smtpsts.tlsrpt.accept_report_message` (RPT-SEND-25).
+
+dkimpy is imported when a signer is created or a message verified; install
+it with ``pip install smtpsts[dkim]``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,18 @@ import attrs
 
 from smtpsts._names import to_alabel
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
+from smtpsts.tlsrpt.model import Report
+from smtpsts.tlsrpt.parse import accept_report_message
 
-__all__ = ["REPORT_HEADERS", "DKIMPySigner", "key_record_services"]
+__all__ = [
+    "REPORT_HEADERS",
+    "DKIMPySigner",
+    "accept_report",
+    "key_record_services",
+    "verified_dkim_domains",
+]
+
+TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +162,74 @@ class DKIMPySigner:
             ":".join(services),
         )
         return False
+
+
+def _dnsfunc(lookup_txt: TXTLookup) -> Callable[..., bytes | None]:
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:  # noqa: ARG001 - dkimpy's signature
+        answer = lookup_txt(name.decode("ascii", "replace"))
+        if not isinstance(answer, TXTAnswer) or not answer.records:
+            return None
+        record = answer.records[0]
+        return record.encode("utf-8") if isinstance(record, str) else record
+
+    return dnsfunc
+
+
+def verified_dkim_domains(
+    message: bytes, *, lookup_txt: TXTLookup | None = None
+) -> tuple[str, ...]:
+    """
+    The ``d=`` domains of a message's DKIM signatures that verify (RFC 6376).
+
+    Args:
+        message: The message as received.
+        lookup_txt: Looks up the key records (e.g. ``DNSResolver().lookup_txt``);
+            ``None`` lets dkimpy use its own DNS lookup.
+
+    Returns:
+        The verified signing domains, lower case, in header order; empty when
+        no signature verifies. A malformed signature counts as not verified.
+
+    Raises:
+        ImportError: dkimpy is not installed.
+    """
+    dkim = _load()
+    options = {} if lookup_txt is None else {"dnsfunc": _dnsfunc(lookup_txt)}
+    checker = dkim.DKIM(message)
+    count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
+    found: list[str] = []
+    for idx in range(count):
+        try:
+            ok = checker.verify(idx=idx, **options)
+        except dkim.DKIMException as exc:
+            log.info("DKIM: signature %d does not verify: %s", idx, exc)
+            continue
+        if ok:
+            found.append(checker.domain.decode("ascii", "replace").lower())
+    return tuple(found)
+
+
+def accept_report(message: bytes, *, lookup_txt: TXTLookup | None = None) -> Report:
+    """
+    Accept a mailed TLS-RPT report only with a DKIM signature of its submitter.
+
+    RFC 8460 §3 (RPT-SEND-25): the report is read only when a signature that
+    verifies has ``d=`` equal to, or a parent of, the ``TLS-Report-Submitter``
+    domain. Keys without ``s=tlsrpt`` are accepted (a MAY of RFC 8460 §3).
+
+    Args:
+        message: The message as received.
+        lookup_txt: Looks up DKIM key records (see :func:`verified_dkim_domains`).
+
+    Returns:
+        The report.
+
+    Raises:
+        smtpsts.tlsrpt.ReportNotAuthenticatedError: No signature vouches for
+            the submitter.
+        smtpsts.tlsrpt.ReportSyntaxError: The message holds no valid report.
+        ImportError: dkimpy is not installed.
+    """
+    return accept_report_message(
+        message, dkim_domains=verified_dkim_domains(message, lookup_txt=lookup_txt)
+    )

@@ -418,6 +418,48 @@ class PolicyResolver:
             flight.done.set()
         return _logged(flight.outcome)
 
+    def recheck_before_bounce(self, domain: str, now: datetime | None = None) -> PolicyOutcome:
+        """
+        Check ``_mta-sts`` once more before a message is failed for good.
+
+        RFC 8461 §5, §5.1 (STS-APPLY-10): when ``enforce`` failures would
+        make the message bounce, the TXT record is queried again, bypassing
+        smtpsts's own shortcuts (a cached "no record" answer and the fetch
+        backoff of STS-FETCH-14), and a new ``id`` is fetched, stored and
+        applied. Retry delivery with the outcome; bounce only when it gives
+        the same policy and delivery still fails (RFC 5321 §4.5.4.1).
+
+        Args:
+            domain: The policy domain, any form :func:`smtpsts.to_alabel` accepts.
+            now: The time to use (default: the clock).
+
+        Returns:
+            The outcome to apply for the last attempt.
+
+        Raises:
+            DomainNameError: ``domain`` is not a valid host name.
+            UsageError: The store is asyncio-only.
+        """
+        name = to_alabel(domain)
+        store = self._sync_store()
+        now = now or self.clock()
+        stored = store.get(name)
+        cached = None
+        if stored is not None and stored.record_id is not None:
+            cached = attrs.evolve(stored, negative_until=None, backoff_until=None, backoff_id=None)
+        machine = PolicyResolution(name, cached=cached, now=now, config=self.config)
+        while True:
+            action = machine.next_action()
+            if isinstance(action, LookupTXT):
+                machine.receive(self.resolver.lookup_txt(action.qname))
+            elif isinstance(action, FetchPolicy):
+                machine.receive(self.fetcher.fetch(action))
+            else:
+                write, entry = _to_write(cached, action, refresh=False)
+                if write:
+                    store.replace(name, stored, entry)
+                return _logged(action.outcome)
+
     async def aresolve(self, domain: str, now: datetime | None = None) -> PolicyOutcome:
         """
         Look up the policy of ``domain``; concurrent calls share one flight.

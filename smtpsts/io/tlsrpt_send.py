@@ -44,7 +44,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol, Self
 
@@ -651,6 +651,30 @@ class Outbox:
                 ),
             )
 
+    def delivered_counts(self, now: datetime) -> dict[str, int]:
+        """
+        How many reports each endpoint accepted on the UTC day of ``now`` (SEC-11).
+
+        Args:
+            now: The current time (aware).
+
+        Returns:
+            ``{endpoint URI: reports delivered to it that day}``.
+        """
+        day = now.astimezone(UTC).date()
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT delivered_to FROM tlsrpt_outbox WHERE state = 'delivered'"
+                " AND finished_at >= ? AND finished_at < ?",
+                (start, start + 86400),
+            ).fetchall()
+        counts: dict[str, int] = {}
+        for (to,) in rows:
+            for uri in to.split():
+                counts[uri] = counts.get(uri, 0) + 1
+        return counts
+
     def purge(self, now: datetime, keep_days: int = 7) -> int:
         """
         Delete finished items older than ``keep_days``.
@@ -741,6 +765,10 @@ class ReportSender:
         connect_to: ``{(host, port): (address, port)}`` overrides (tests).
         initial_backoff: The first retry wait (RPT-SEND-20).
         retry_period: How long to retry after the first attempt.
+        max_reports_per_destination: At most this many reports go to one
+            ``rua`` endpoint per UTC day (SEC-11); the others wait as
+            retries. ``None`` (the default): no cap. Each (day, policy
+            domain) gives one report whatever the setting.
 
     Raises:
         smtpsts.UsageError: ``contact_info`` or ``from_address`` is not an
@@ -765,6 +793,7 @@ class ReportSender:
     connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None
     initial_backoff: timedelta = DEFAULT_INITIAL_BACKOFF
     retry_period: timedelta = DEFAULT_RETRY_PERIOD
+    max_reports_per_destination: int | None = None
 
     def __attrs_post_init__(self) -> None:
         submitter = to_alabel(_mailbox_domain(self.contact_info) or "-")
@@ -804,13 +833,18 @@ class ReportSender:
             return None  # AMB-22 off: no heartbeat reports
         return report
 
-    def deliver(self, item: OutboxItem, now: datetime) -> tuple[str, list[DeliveryResult]]:
+    def deliver(
+        self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()
+    ) -> tuple[str, list[DeliveryResult]]:
         """
         Try to deliver one report once.
 
         Args:
             item: The outbox item.
             now: The current time (the mail's ``Date``).
+            capped: Endpoint URIs that reached
+                :attr:`max_reports_per_destination` today: not contacted
+                (SEC-11).
 
         Returns:
             ``("delivered" | "dropped" | "retry", results)``; for ``dropped``
@@ -836,6 +870,12 @@ class ReportSender:
             return "dropped", [DeliveryResult(qname, ok=False, detail="no usable rua endpoint")]
         results = []
         for endpoint in endpoints:
+            if endpoint.uri in capped:
+                # SEC-11: this destination has had its reports for today.
+                results.append(
+                    DeliveryResult(endpoint.uri, ok=False, detail="daily report cap reached")
+                )
+                continue
             if isinstance(endpoint, MailtoEndpoint):
                 result = self._mail(item, endpoint, now)
             else:
@@ -939,9 +979,15 @@ def send_due_reports(
             # Only after the report is safely queued (a crash re-queues the same id).
             store.mark_reported(day, domain, now)
     delivered, dropped, retrying, failed = [], [], [], []
+    cap = sender.max_reports_per_destination
+    counts = outbox.delivered_counts(now) if cap is not None else {}
     for item in outbox.due(now):
-        outcome, results = sender.deliver(item, now)
+        # SEC-11: a cap on reports per destination and day limits report floods.
+        capped = {uri for uri, n in counts.items() if cap is not None and n >= cap}
+        outcome, results = sender.deliver(item, now, capped=capped)
         accepted = tuple(r.uri for r in results if r.ok)
+        for uri in accepted:
+            counts[uri] = counts.get(uri, 0) + 1
         errors = "; ".join(f"{r.uri}: {r.detail}" for r in results if not r.ok) or None
         if outcome == "delivered":
             log.info("TLS-RPT: delivered %s to %s", item.report_id, ", ".join(accepted))

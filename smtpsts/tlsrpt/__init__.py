@@ -13,7 +13,12 @@ from .._vocab import PolicyType, ResultType
 from ..exceptions import ReportSyntaxError, TLSRPTRecordSyntaxError
 from .aggregate import OVERFLOW_REASON, Aggregator, report_id
 from .model import DateRange, FailureDetails, PolicyResult, Report, ReportPolicy, Summary
-from .parse import decompress_report, parse_report_message
+from .parse import (
+    ReportNotAuthenticatedError,
+    accept_report_message,
+    decompress_report,
+    parse_report_message,
+)
 from .record import (
     HTTPSEndpoint,
     MailtoEndpoint,
@@ -43,6 +48,7 @@ __all__ = [
     "PolicyResult",
     "PolicyType",
     "Report",
+    "ReportNotAuthenticatedError",
     "ReportPolicy",
     "ReportSyntaxError",
     "ResultType",
@@ -54,6 +60,7 @@ __all__ = [
     "TLSRPTRecordSelection",
     "TLSRPTRecordSyntaxError",
     "UnsupportedEndpoint",
+    "accept_report_message",
     "decompress_report",
     "gzip_report",
     "parse_report_message",

@@ -19,11 +19,19 @@ from __future__ import annotations
 import email
 import email.message
 import zlib
+from collections.abc import Iterable
 
-from smtpsts.exceptions import ReportSyntaxError
+from smtpsts._names import to_alabel
+from smtpsts.exceptions import DomainNameError, ReportSyntaxError
 from smtpsts.tlsrpt.model import MAX_REPORT_SIZE, Report
 
-__all__ = ["MAX_MESSAGE_SIZE", "decompress_report", "parse_report_message"]
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "ReportNotAuthenticatedError",
+    "accept_report_message",
+    "decompress_report",
+    "parse_report_message",
+]
 
 MAX_MESSAGE_SIZE = 15 * 1024 * 1024
 """The largest message :func:`parse_report_message` reads, in bytes (CONFORMANCE §5)."""
@@ -89,6 +97,13 @@ def _decode_body(body: bytes) -> Report:
     return Report.from_json(body)
 
 
+def _sized(data: bytes) -> bytes:
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise _error(f"message is {len(data)} bytes; at most {MAX_MESSAGE_SIZE} are read")
+    return data
+
+
 def _looks_like_json(data: bytes) -> bool:
     head = data[:64].lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
     return head.startswith((b"{", b"["))
@@ -129,9 +144,7 @@ def parse_report_message(data: bytes) -> Report:
             :meth:`Report.from_json <smtpsts.tlsrpt.Report.from_json>` and
             :func:`decompress_report`).
     """
-    data = bytes(data)
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise _error(f"message is {len(data)} bytes; at most {MAX_MESSAGE_SIZE} are read")
+    data = _sized(data)
     if data.startswith(_GZIP_MAGIC) or _looks_like_json(data):
         return _decode_body(data)
     message = email.message_from_bytes(data)
@@ -148,3 +161,68 @@ def parse_report_message(data: bytes) -> Report:
     if not isinstance(body, bytes) or not body:  # pragma: no cover - leaf parts decode to bytes
         raise _error("the report part of the message is empty")
     return _decode_body(body)
+
+
+class ReportNotAuthenticatedError(ReportSyntaxError):
+    """A mailed report without a valid DKIM signature of its submitter (RFC 8460 §3)."""
+
+
+def _submitter(message: email.message.Message) -> str | None:
+    value = message.get("TLS-Report-Submitter")
+    if value is None:
+        return None
+    try:
+        return to_alabel(str(value).strip())
+    except DomainNameError:
+        return None
+
+
+def _covers(signer: str, submitter: str) -> bool:
+    try:
+        domain = to_alabel(signer)
+    except DomainNameError:
+        return False
+    return submitter == domain or submitter.endswith("." + domain)
+
+
+def accept_report_message(data: bytes, *, dkim_domains: Iterable[str]) -> Report:
+    """
+    Parse a mailed report only if DKIM vouches for its submitter (RFC 8460 §3).
+
+    RPT-SEND-25: a report received by mail is ignored unless a valid DKIM
+    signature has ``d=`` equal to, or a parent of, the domain in the
+    ``TLS-Report-Submitter`` header (RFC 8460 §5.3). The DKIM check itself
+    is the caller's (:func:`smtpsts.io.dkim.accept_report` makes it with
+    dkimpy); this function takes its verdict. Keys without ``s=tlsrpt``
+    are accepted. Subject, filename and the header only gate acceptance:
+    the report's content is read from the JSON (RPT-SEND-24).
+
+    Args:
+        data: The message as received.
+        dkim_domains: The ``d=`` domains of the signatures that verified;
+            empty when none did.
+
+    Returns:
+        The report.
+
+    Raises:
+        ReportNotAuthenticatedError: No ``TLS-Report-Submitter`` header, or
+            no verified signature covers it.
+        ReportSyntaxError: The message holds no valid report (see
+            :func:`parse_report_message`).
+    """
+    data = _sized(data)
+    submitter = _submitter(email.message_from_bytes(data))
+    if submitter is None:
+        raise ReportNotAuthenticatedError(
+            "a mailed report needs a TLS-Report-Submitter header (RFC 8460 §5.3)",
+            conformance=("RPT-SEND-25",),
+            reason="no-submitter",
+        )
+    if not any(_covers(d, submitter) for d in dkim_domains):
+        raise ReportNotAuthenticatedError(
+            f"no valid DKIM signature of {submitter!r} or a parent domain (RFC 8460 §3)",
+            conformance=("RPT-SEND-25",),
+            reason="no-valid-dkim",
+        )
+    return parse_report_message(data)
