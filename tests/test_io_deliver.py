@@ -40,6 +40,10 @@ def lab() -> Iterator[Lab]:
         running.dns.servfail("broken.example")
         running.dns.set("plain.example", "MX", "10 mx.nostarttls.example.")
         running.dns.set("noaddr.example", "MX", "10 mx.noaddr.example.", "20 mx.enforce.example.")
+        running.dns.set(
+            "failaddr.example", "MX", "10 mx.failaddr.example.", "20 mx.enforce.example."
+        )
+        running.dns.servfail("mx.failaddr.example")
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             port = closed.getsockname()[1]
@@ -226,12 +230,44 @@ def test_no_policy_plaintext(lab: Lab, run: object) -> None:
 
 
 @pytest.mark.parametrize("run", RUNNERS)
-def test_mx_without_address_falls_back(lab: Lab, run: object) -> None:
-    """An MX without address records is passed over for the next one."""
-    result = run(lab, "noaddr.example")  # type: ignore[operator]
+@pytest.mark.parametrize("domain", ["noaddr", "failaddr"])
+def test_mx_without_address_falls_back(lab: Lab, run: object, domain: str) -> None:
+    """DANE-07: an MX whose address lookup finds nothing or fails is passed over for the next one."""
+    result = run(lab, f"{domain}.example")  # type: ignore[operator]
     _close(result)
     assert DeliveryStatus.CONNECTED == result.status
-    assert ["mx.noaddr.example", "mx.enforce.example"] == [a.mx for a in result.attempts]
+    assert [f"mx.{domain}.example", "mx.enforce.example"] == [a.mx for a in result.attempts]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_log_names_mx_and_never_claims_secure_domain(
+    lab: Lab, run: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DANE-20: the delivery log names the MX host from the MX record and never calls an insecure-MX delivery secure delivery to the domain."""
+    with caplog.at_level("INFO", logger="smtpsts.io.deliver"):
+        result = run(lab, "enforce.example")  # type: ignore[operator]
+    _close(result)
+    lines = [r.getMessage() for r in caplog.records if r.name == "smtpsts.io.deliver"]
+    expected = (
+        "enforce.example: connected to MX mx.enforce.example [127.0.0.1]:"
+        f"{result.attempts[-1].port} over TLS authenticated by MTA-STS (PKIX, MX name); "
+        "MX lookup not DNSSEC-validated, so this is not secure delivery to enforce.example"
+    )
+    assert [expected] == lines
+
+
+@pytest.mark.parametrize(
+    ("domain", "how"),
+    [("plain.example", "without TLS"), ("testing.example", "over unauthenticated TLS")],
+)
+def test_log_without_authentication(
+    lab: Lab, domain: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DANE-20: unauthenticated deliveries are logged as such."""
+    with caplog.at_level("INFO", logger="smtpsts.io.deliver"):
+        result = _sync(lab, domain)
+    _close(result)
+    assert any(how in r.getMessage() for r in caplog.records if r.name == "smtpsts.io.deliver")
 
 
 @pytest.mark.parametrize("run", RUNNERS)

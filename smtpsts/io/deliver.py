@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import smtplib
 import socket
 import ssl
@@ -73,6 +74,8 @@ from smtpsts.io.drivers import PolicyResolver
 from smtpsts.io.starttls import Reply, ReplyReader, SMTPReplyError
 from smtpsts.io.tls import classify_tls_error, opportunistic_context, peer_chain
 from smtpsts.tlsrpt.session import PolicyInfo, SessionResult
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AsyncDelivery",
@@ -339,6 +342,36 @@ def _server_name(mx: MXHost, tlsa: TLSALookup | None) -> str:
     return mx.host
 
 
+def _log_connected(
+    route: _Route,
+    mx: MXHost,
+    endpoint: tuple[str, int],
+    observation: TLSObservation,
+    *,
+    plaintext: bool,
+) -> None:
+    if plaintext or not observation.handshake_ok:
+        how = "without TLS"
+    elif observation.dane is not None and observation.dane.authenticated:
+        how = "over TLS authenticated by DANE (the MX host's TLSA records)"
+    elif route.outcome.policy is not None and observation.pkix is not None and observation.pkix.ok:
+        how = "over TLS authenticated by MTA-STS (PKIX, MX name)"
+    else:
+        how = "over unauthenticated TLS"
+    # RFC 7672 §2.2.1 (DANE-20): the MX RRset here is not DNSSEC-validated, so the
+    # MX host is logged as the MX record names it (before any CNAME expansion), and
+    # the delivery is never logged as secure delivery to the next-hop domain.
+    log.info(
+        "%s: connected to MX %s [%s]:%d %s; MX lookup not DNSSEC-validated, "
+        "so this is not secure delivery to %s",
+        route.domain,
+        mx.host,
+        *endpoint,
+        how,
+        route.domain,
+    )
+
+
 class _Route:
     """Collects what happened across MX hosts (shared by both drivers)."""
 
@@ -581,7 +614,8 @@ def _try_sync(  # noqa: PLR0917 -- internal
         sock.close()
         route.attempts.append(Attempt(mx.host, address, port, connected=True, error=str(error)))
         return None
-    verdict = decide(route.outcome, mx, session.observation(tlsa), precedence=options.precedence)
+    observation = session.observation(tlsa)
+    verdict = decide(route.outcome, mx, observation, precedence=options.precedence)
     route.record(verdict)
     route.attempts.append(
         Attempt(
@@ -608,6 +642,7 @@ def _try_sync(  # noqa: PLR0917 -- internal
     smtp = smtplib.SMTP(local_hostname=options.helo_name, timeout=session_timeout)
     smtp.sock = sock
     smtp._host = mx.host  # type: ignore[attr-defined]  # noqa: SLF001 -- smtplib's server name
+    _log_connected(route, mx, (address, port), observation, plaintext=error is not None)
     return Delivery(
         **route.fields(DeliveryStatus.CONNECTED, f"connected to {mx.host} ({address})", verdict),
         smtp=smtp,
@@ -810,7 +845,8 @@ async def _try_async(  # noqa: PLR0917 -- internal
             Attempt(mx.host, address, port, connected=True, error=str(error) or "timeout")
         )
         return None
-    verdict = decide(route.outcome, mx, session.observation(tlsa), precedence=options.precedence)
+    observation = session.observation(tlsa)
+    verdict = decide(route.outcome, mx, observation, precedence=options.precedence)
     route.record(verdict)
     route.attempts.append(
         Attempt(
@@ -834,6 +870,7 @@ async def _try_async(  # noqa: PLR0917 -- internal
         if plain is None:
             return None
         reader, writer = plain
+    _log_connected(route, mx, (address, port), observation, plaintext=error is not None)
     return AsyncDelivery(
         **route.fields(DeliveryStatus.CONNECTED, f"connected to {mx.host} ({address})", verdict),
         reader=reader,
