@@ -843,7 +843,7 @@ class ReportSender:
             item: The outbox item.
             now: The current time (the mail's ``Date``).
             capped: Endpoint URIs that reached
-                :attr:`max_reports_per_destination` today: not contacted
+                ``max_reports_per_destination`` today: not contacted
                 (SEC-11).
 
         Returns:
