@@ -32,6 +32,8 @@ backend = "redis"
 url = "redis://127.0.0.1:6380/1"
 path = "/tmp/x.sqlite"
 max_entries = 10
+answer_ttl = 0
+answer_entries = 500
 
 [refresh]
 enabled = false
@@ -87,10 +89,12 @@ class TestLoadConfig:
             config.idle_timeout,
             config.shutdown_timeout,
         )
-        assert ("redis", "redis://127.0.0.1:6380/1", 10) == (
+        assert ("redis", "redis://127.0.0.1:6380/1", 10, 0.0, 500) == (
             config.cache_backend,
             config.redis_url,
             config.max_entries,
+            config.answer_ttl,
+            config.answer_entries,
         )
         assert (False, 3600.0) == (config.refresh, config.refresh_interval)
         assert ("127.0.0.1:5353",) == config.nameservers
@@ -143,6 +147,8 @@ class TestLoadConfig:
             ("[server]\nidle_timeout = 'x'\n", "expected a number"),
             ("[server]\nunix_mode = '9x'\n", "not an octal mode"),
             ("[server]\nunix_mode = -1\n", "must not be negative"),
+            ("[cache]\nanswer_ttl = -1\n", "cache.answer_ttl: must not be negative"),
+            ("[cache]\nanswer_entries = 0\n", "must be at least 1"),
             ("[server]\nport = 1\n", r"server.port: unknown setting \(known: "),
             ("server = 1\n", "server: expected a table"),
             ("[cache]\nbackend = 'postgres'\n", "not one of memory, sqlite, redis"),
@@ -189,11 +195,15 @@ class TestPMSR:
         import yaml  # noqa: F401 -- PyYAML is in the tests group; the converter needs it
 
         text = config_from_pmsr(PMSR)
-        assert "# NOTE: cache_grace has no equivalent and was dropped" in text
+        assert "cache_grace" not in text
         assert "# NOTE: reuse_port has no equivalent and was dropped" in text
         config = load_config(text)
         assert ("127.0.0.1:18461",) == config.listen
-        assert ("memory", 10000) == (config.cache_backend, config.max_entries)
+        assert ("memory", 10000, 60.0) == (
+            config.cache_backend,
+            config.max_entries,
+            config.answer_ttl,
+        )
         assert (True, 86400.0, 20.0) == (
             config.refresh,
             config.refresh_interval,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import stat
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,231 @@ class TestAnswers:
         assert 1 == server.stats["errors"]
         assert "disk on fire" in caplog.text
         client.close()
+
+
+class CountingResolver(PolicyResolver):
+    """A policy resolver that counts its lookups."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lookups: list[str] = []
+
+    async def aresolve(self, domain: str, now: Any = None) -> Any:
+        self.lookups.append(domain)
+        return await super().aresolve(domain, now)
+
+
+def counting_resolver(https: HTTPSServer, dns_server: DNSServer) -> CountingResolver:
+    return CountingResolver(
+        store=MemoryPolicyStore(),
+        trust=https.trust,
+        nameservers=[dns_server.address],
+        connect_to=https.connect_to(*(f"mta-sts.{d}" for d in DOMAINS)),
+        config=PolicyConfig(timeout=5),
+    )
+
+
+class TestAnswerCache:
+    @pytest.mark.asyncio
+    async def test_repeats_answered_from_cache(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """A repeated request is answered without a lookup; a new key form is looked up once."""
+        resolver = counting_resolver(https, dns_server)
+        running = PolicyServer(make_config(), resolver)
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            repeats = ["postfix enforce.test", "postfix nopolicy.test", "strict testing.test"]
+            first = await client.ask(*repeats)
+            assert [SECURE, b"NOTFOUND ", SECURE] == first
+            assert 3 == len(resolver.lookups)
+            for _ in range(3):
+                assert first == await client.ask(*repeats)
+            assert 3 == len(resolver.lookups)
+            assert 9 == running.stats["cached"]
+            assert 12 == running.stats["requests"]
+            # Another zone or key form is another request: one more lookup each.
+            assert [SECURE, b"NOTFOUND "] == await client.ask(
+                "postfix [enforce.test]:25", "postfix testing.test"
+            )
+            assert 5 == len(resolver.lookups)
+            client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_expiry_and_off(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """Answers are reused for answer_ttl only; answer_ttl 0 looks up every request."""
+        for ttl, lookups in ((0.3, 2), (0.0, 4)):
+            resolver = counting_resolver(https, dns_server)
+            running = PolicyServer(make_config(answer_ttl=ttl), resolver)
+            await running.start()
+            try:
+                client = await Client.connect(running)
+                for pause in (0, 0.4, 0, 0):
+                    await asyncio.sleep(pause)
+                    assert [SECURE] == await client.ask("postfix enforce.test")
+                assert lookups == len(resolver.lookups)
+                client.close()
+            finally:
+                await running.close()
+
+    @pytest.mark.asyncio
+    async def test_never_past_policy_expiry(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """STS-CACHE-03: an answer is not reused after the policy it came from expires."""
+        resolver = counting_resolver(https, dns_server)
+        running = PolicyServer(make_config(answer_ttl=3600), resolver)
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            entry = resolver.store.get("enforce.test")  # type: ignore[union-attr]
+            assert entry is not None
+            # The policy has 0.3 s left; the answer cache must not outlive it.
+            expires = resolver.clock() + timedelta(seconds=0.3)
+            resolver.store.put(attrs.evolve(entry, expires_at=expires))  # type: ignore[union-attr]
+            running._answers.clear()
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            assert 2 == len(resolver.lookups)
+            await asyncio.sleep(0.4)
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            assert 3 == len(resolver.lookups)
+            client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_failures_not_cached(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """Timeouts and failed discoveries are looked up again on the next request."""
+        resolver = counting_resolver(https, dns_server)
+        running = PolicyServer(make_config(), resolver)
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [b"NOTFOUND "] * 2 == await client.ask("quick stall.test", "quick stall.test")
+            dns_server.servfail("_mta-sts.broken.test")
+            dns_server.add("_mta-sts.nohost.test", "TXT", '"v=STSv1; id=1;"')
+            try:
+                for _ in range(2):
+                    assert [b"NOTFOUND ", b"NOTFOUND "] == await client.ask(
+                        "postfix broken.test", "postfix nohost.test"
+                    )
+            finally:
+                dns_server.servfail("_mta-sts.broken.test", on=False)
+                dns_server.remove("_mta-sts.nohost.test")
+            assert not running._answers.entries
+            assert 0 == running.stats["cached"]
+            assert 3 == resolver.lookups.count("stall.test") + resolver.lookups.count("broken.test")
+            client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_identical_requests_share_a_lookup(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """Identical requests that arrive while their lookup runs wait for that lookup."""
+        resolver = counting_resolver(https, dns_server)
+        running = PolicyServer(make_config(answer_ttl=0), resolver)
+        await running.start()
+        try:
+            clients = [await Client.connect(running) for _ in range(3)]
+            answers = await asyncio.gather(*(c.ask(*["postfix slow.test"] * 5) for c in clients))
+            assert [[SECURE] * 5] * 3 == answers
+            assert ["slow.test"] == resolver.lookups
+            assert not running._inflight
+            for client in clients:
+                client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_bounded(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """The answer cache keeps at most answer_entries answers, dropping the oldest."""
+        running = PolicyServer(make_config(answer_entries=2), counting_resolver(https, dns_server))
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            for domain in ("a", "b", "c"):
+                assert [b"NOTFOUND "] == await client.ask(f"postfix {domain}.test")
+            assert [b"postfix b.test", b"postfix c.test"] == list(running._answers.entries)
+            assert [encode(b"postfix b.test"), encode(b"postfix c.test")] == list(
+                running._answers.framed
+            )
+            client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_cached_answers_wait_for_earlier_lookups(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """Cached answers pipelined behind a slow lookup are sent after it, in request order."""
+        running = PolicyServer(make_config(max_pending=4), counting_resolver(https, dns_server))
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [SECURE, b"NOTFOUND "] == await client.ask(
+                "postfix enforce.test", "postfix nopolicy.test"
+            )
+            requests = ["postfix slow.test"] + [
+                "postfix enforce.test",
+                "postfix nopolicy.test",
+            ] * 20
+            assert [SECURE] + [SECURE, b"NOTFOUND "] * 20 == await client.ask(*requests)
+            client.close()
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
+    async def test_client_that_does_not_read(self, server: PolicyServer) -> None:
+        """A client that pipelines without reading is not read further; its answers all arrive."""
+        client = await Client.connect(server)
+        assert [SECURE] == await client.ask("postfix enforce.test")
+        count = 200_000
+        request = encode(b"postfix enforce.test")
+        writer = asyncio.create_task(client.send(request * count))
+        await asyncio.sleep(0.5)
+        (connection,) = server._connections
+        assert connection.transport is not None
+        # The server stopped reading once its write buffer filled: bounded memory.
+        assert connection.transport.get_write_buffer_size() < 4 * 1024 * 1024
+        assert not connection.reading
+        answers = await client.read(count)
+        await writer
+        assert [SECURE] * count == answers
+        client.close()
+
+    @pytest.mark.asyncio
+    async def test_dane_verdict_bounds_reuse(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """An answer that depended on a DANE verdict is not reused past the verdict's reuse time."""
+        mx = DNSSECAnswer(DNSStatus.SECURE, "x", "MX", records=(MXRecord(10, "m"),), secure=True)
+        now = [1000.0]
+        fake = FakeDNSSEC(mx, {"m": TLSALookup(DNSStatus.INSECURE, "m", 25)})
+        checker = DaneChecker(fake, clock=lambda: now[0])  # type: ignore[arg-type]
+        config = make_config(default_zone=Zone(timeout=5), answer_ttl=3600)
+        running = PolicyServer(config, make_resolver(https, dns_server), dane=checker)
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            (until, _answer) = running._answers.entries[b"postfix enforce.test"]
+            left = until - asyncio.get_running_loop().time()
+            # DEFAULT_VERDICT_TTL (no record TTL known), not the hour of answer_ttl.
+            assert 295 < left <= 300
+            assert 300 == checker.reusable_for("enforce.test")
+            assert checker.reusable_for("other.test") is None
+            fake.trusted = False
+            assert math.inf == checker.reusable_for("enforce.test")
+            client.close()
+        finally:
+            await running.close()
 
 
 class TestConnections:

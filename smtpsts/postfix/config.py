@@ -77,6 +77,12 @@ class ServerConfig:
         cache_path: The SQLite file.
         redis_url: The Redis URL.
         max_entries: Bound of the memory cache (``None``: unbounded).
+        answer_ttl: Seconds a repeated request may be answered from the
+            server's answer cache without a new lookup (never past the
+            policy's expiry or the DANE verdict's reuse time; failed lookups
+            are never cached). ``0`` turns the answer cache off: then every
+            request re-checks the TXT record (through the DNS cache).
+        answer_entries: The most answers kept in the answer cache.
         refresh: Refresh cached policies in the background (STS-CACHE-10).
         refresh_interval: Seconds after a fetch when a policy is refreshed.
         nameservers: ``IP[:PORT]`` DNS servers (empty: the system's). A
@@ -103,6 +109,8 @@ class ServerConfig:
     cache_path: str = DEFAULT_SQLITE_PATH
     redis_url: str = "redis://localhost:6379/0"
     max_entries: int | None = None
+    answer_ttl: float = 60.0
+    answer_entries: int = 100_000
     refresh: bool = True
     refresh_interval: float = 86400.0
     nameservers: tuple[str, ...] = ()
@@ -144,6 +152,13 @@ def _positive(where: str, value: Any) -> float:
     number = float(_check(where, value, (int, float), "a number"))
     if not number > 0:
         raise ConfigError(f"{where}: must be positive, got {value!r}")
+    return number
+
+
+def _non_negative(where: str, value: Any) -> float:
+    number = float(_check(where, value, (int, float), "a number"))
+    if number < 0:
+        raise ConfigError(f"{where}: must not be negative, got {value!r}")
     return number
 
 
@@ -226,6 +241,8 @@ _CACHE: Final[_Fields] = {
     "path": ("cache_path", _str),
     "url": ("redis_url", _str),
     "max_entries": ("max_entries", _count),
+    "answer_ttl": ("answer_ttl", _non_negative),
+    "answer_entries": ("answer_entries", _count),
 }
 _REFRESH: Final[_Fields] = {
     "enabled": ("refresh", _bool),
@@ -376,8 +393,8 @@ def pmsr_to_toml(data: Mapping[str, Any]) -> str:
     Turn a parsed postfix-mta-sts-resolver configuration into our TOML.
 
     Settings without an equivalent are listed in comments at the top.
-    ``cache_grace`` has none on purpose: smtpsts re-checks the TXT record per
-    RFC 8461 and caches negative answers, so it needs no grace period.
+    ``cache_grace`` (how long an answer is reused without a new lookup)
+    becomes ``[cache] answer_ttl``.
 
     Args:
         data: The parsed YAML mapping.
@@ -404,11 +421,7 @@ def pmsr_to_toml(data: Mapping[str, Any]) -> str:
     server.insert(0, f"listen = {_toml_value(listen)}")
     if "shutdown_timeout" in data:
         server.append(f"shutdown_timeout = {_toml_value(data['shutdown_timeout'])}")
-    notes += [
-        f"{key} has no equivalent and was dropped"
-        for key in ("cache_grace", "reuse_port")
-        if key in data
-    ]
+    notes += [f"{key} has no equivalent and was dropped" for key in ("reuse_port",) if key in data]
     known = {"host", "port", "path", "mode", "shutdown_timeout", "cache_grace", "reuse_port"}
     known |= {"cache", "proactive_policy_fetching", "default_zone", "zones"}
     notes += [f"{key} is unknown and was dropped" for key in data if key not in known]
@@ -417,8 +430,12 @@ def pmsr_to_toml(data: Mapping[str, Any]) -> str:
     out.append("# (postfix-mta-sts-resolver let MTA-STS override DANE); see [zones.*] dane.")
     out += [f"# NOTE: {note}" for note in notes]
     out += ["", "[server]", *server]
-    if "cache" in data:
-        out += ["", "[cache]", *_pmsr_cache(data["cache"], notes)]
+    cache = _pmsr_cache(data["cache"], notes) if "cache" in data else []
+    if "cache_grace" in data:
+        grace = _check("cache_grace", data["cache_grace"], (int, float), "a number")
+        cache.append(f"answer_ttl = {_toml_value(grace)}")
+    if cache:
+        out += ["", "[cache]", *cache]
     fetching = _check(
         "proactive_policy_fetching", data.get("proactive_policy_fetching") or {}, dict, "a mapping"
     )

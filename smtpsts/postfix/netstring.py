@@ -30,6 +30,8 @@ DEFAULT_MAX_LENGTH: Final = 1024 + 64
 """The payload cap used by the socketmap server: a 1024-byte key plus the map name."""
 
 _MAX_DIGITS: Final = 10
+
+_COMMA: Final = ord(",")
 """Lengths with more digits than this are refused before they are read in full."""
 
 
@@ -112,8 +114,14 @@ class NetstringDecoder:
         """
         if self._error is not None:
             raise self._error
-        buf = self._buffer
-        buf += data
+        # Work on the received bytes themselves unless part of a netstring is
+        # buffered (the common case: whole netstrings per read, no copying).
+        buf: bytes | bytearray
+        if self._buffer:
+            self._buffer += data
+            buf = self._buffer
+        else:
+            buf = data
         out: list[bytes] = []
         start = 0
         end = len(buf)
@@ -127,9 +135,11 @@ class NetstringDecoder:
                 elif len(head) > _MAX_DIGITS:
                     error = self._fail("length has too many digits", "too-long", 0)
                 break
-            digits = bytes(buf[start:colon])
+            digits = buf[start:colon]
             if not digits.isdigit():
-                error = self._fail(f"length {digits[:16]!r} is not a number", "bad-length", 0)
+                error = self._fail(
+                    f"length {bytes(digits[:16])!r} is not a number", "bad-length", 0
+                )
                 break
             size = int(digits)
             if size > self.max_length:
@@ -140,7 +150,7 @@ class NetstringDecoder:
             stop = colon + 1 + size
             if stop >= end:
                 break
-            if buf[stop] != ord(","):
+            if buf[stop] != _COMMA:
                 error = self._fail(
                     f"expected ',' after {size} bytes, got {bytes(buf[stop : stop + 1])!r}",
                     "missing-comma",
@@ -150,7 +160,10 @@ class NetstringDecoder:
             out.append(bytes(buf[colon + 1 : stop]))
             self.offset += stop + 1 - start
             start = stop + 1
-        del buf[:start]
+        if buf is self._buffer:
+            del self._buffer[:start]
+        elif start < end:
+            self._buffer = bytearray(buf[start:])
         if error is not None and not out:
             raise error
         return out

@@ -241,6 +241,9 @@ class KeyIgnored:
 def _is_ip(text: str) -> bool:
     if text[:5].lower() == "ipv6:":
         text = text[5:]
+    elif ":" not in text and not text[-1:].isdigit():
+        # Neither IPv6 (has a colon) nor IPv4 (ends in a digit): skip the parse.
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -28,14 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSStatus, TLSALookup
 from smtpsts.io.drivers import PolicyResolver
@@ -47,6 +49,7 @@ from smtpsts.postfix.protocol import (
     DaneVerdict,
     KeyIgnored,
     RequestSyntaxError,
+    Zone,
     build_answer,
     needs_dane_check,
     normalize_key,
@@ -71,8 +74,6 @@ log = logging.getLogger(__name__)
 
 MAX_MX_HOSTS: Final = 10
 """TLSA records are looked up for at most this many MX hosts of one domain."""
-
-READ_SIZE: Final = 16384
 
 DNS_CACHE_SIZE: Final = 100_000
 """DNS answers kept by the server's resolver cache."""
@@ -199,6 +200,23 @@ class DaneChecker:
         self._cache[domain] = (self.clock() + ttl, verdict)
         return verdict
 
+    def reusable_for(self, domain: str) -> float | None:
+        """
+        How many more seconds the cached verdict for ``domain`` is reused.
+
+        Args:
+            domain: The next-hop domain (A-label).
+
+        Returns:
+            The seconds left (unbounded when the resolver cannot validate,
+            so every verdict is ``NONE``), or ``None`` when no verdict is
+            cached.
+        """
+        if not self.resolver.trusted:
+            return math.inf
+        cached = self._cache.get(domain)
+        return None if cached is None else cached[0] - self.clock()
+
     async def _check(self, domain: str) -> tuple[DaneVerdict, float]:
         mx = await self.resolver.lookup_mx(domain)
         if mx.status is DNSStatus.SECURE:
@@ -245,9 +263,48 @@ def verdict_from(lookups: Sequence[TLSALookup]) -> DaneVerdict:
     return DaneVerdict.NONE
 
 
+class _AnswerCache:
+    """
+    Encoded answers by raw request payload, each with its monotonic expiry.
+
+    The hot path of the server: a repeated request is answered from here
+    without parsing, normalising or a task. Bounded: at ``max_entries`` the
+    oldest entry goes.
+    """
+
+    __slots__ = ("entries", "framed", "max_entries", "ttl")
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.entries: dict[bytes, tuple[float, bytes]] = {}
+        # The same entries keyed by the whole request netstring: a read that
+        # holds exactly one request is answered without decoding it.
+        self.framed: dict[bytes, tuple[float, bytes]] = {}
+
+    def put(self, payload: bytes, until: float, encoded: bytes) -> None:
+        entries = self.entries
+        if entries.pop(payload, None) is None and len(entries) >= self.max_entries:
+            oldest = next(iter(entries))
+            del entries[oldest]
+            del self.framed[encode(oldest)]
+        entries[payload] = self.framed[encode(payload)] = (until, encoded)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.framed.clear()
+
+
 class PolicyServer:
     """
     The socketmap server.
+
+    Repeated requests are answered from an answer cache (the encoded reply
+    per request payload) for at most :attr:`ServerConfig.answer_ttl`
+    seconds, and never past the policy's expiry or the DANE verdict's reuse
+    time; lookups that failed in any way (timeouts, fetch errors, DNS
+    failures) are never cached. A cache miss runs the full lookup: TXT check
+    (through the DNS cache), the policy store, the DANE check.
 
     Args:
         config: The server configuration (listeners, limits, zones).
@@ -266,12 +323,16 @@ class PolicyServer:
         self.resolver = resolver
         self.dane = dane
         self.servers: list[asyncio.Server] = []
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamReader] = {}
+        self._connections: dict[_Connection, None] = {}
         self._closing = False
+        self._answers = _AnswerCache(config.answer_ttl, config.answer_entries)
+        self._inflight: dict[bytes, asyncio.Task[bytes]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self.stats: dict[str, int] = {
             "connections": 0,
             "refused": 0,
             "requests": 0,
+            "cached": 0,
             "errors": 0,
         }
 
@@ -288,6 +349,15 @@ class PolicyServer:
             The answer.
         """
         self.stats["requests"] += 1
+        immediate = self._immediate(payload)
+        if isinstance(immediate, Answer):
+            return immediate
+        zone, key = immediate
+        answer, _until = await self._lookup(zone, key)
+        return answer
+
+    def _immediate(self, payload: bytes) -> Answer | tuple[Zone, str]:
+        # The answers that need no lookup, or the zone and domain to look up.
         try:
             request = parse_request(payload)
         except RequestSyntaxError as e:
@@ -298,123 +368,88 @@ class PolicyServer:
         if isinstance(key, KeyIgnored):
             log.debug("%s %r: NOTFOUND (%s)", zone.name, request.key, key.reason)
             return Answer(AnswerKind.NOTFOUND, why=key.reason)
+        return zone, key
+
+    async def _lookup(self, zone: Zone, key: str) -> tuple[Answer, float | None]:
+        # The answer, and until when (loop time) it may be reused (None: never).
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(zone.timeout):
                 outcome = await self.resolver.aresolve(key)
+            until: float | None = None
+            if outcome.failure is None and not outcome.temporary_error:
+                until = loop.time() + self._answers.ttl
+                if outcome.expires_at is not None:
+                    left = (outcome.expires_at - self.resolver.clock()).total_seconds()
+                    until = min(until, loop.time() + left)
             verdict = DaneVerdict.NONE
             if self.dane is not None and needs_dane_check(outcome, zone):
-                verdict = await self._dane_verdict(key)
+                verdict, dane_until = await self._dane_verdict(key)
+                until = None if until is None or dane_until is None else min(until, dane_until)
             answer = build_answer(outcome, zone, dane=verdict)
         except TimeoutError:
             log.warning("%s %s: lookup took longer than %gs", zone.name, key, zone.timeout)
             if zone.temp_on_timeout:
-                return Answer(AnswerKind.TEMP, f"MTA-STS lookup for {key} timed out")
-            return Answer(AnswerKind.NOTFOUND, why="timeout")
+                return Answer(AnswerKind.TEMP, f"MTA-STS lookup for {key} timed out"), None
+            return Answer(AnswerKind.NOTFOUND, why="timeout"), None
         except Exception:
             # Fail safe: a store or adapter bug must not weaken an enforce policy.
             self.stats["errors"] += 1
             log.exception("%s %s: lookup failed", zone.name, key)
-            return Answer(AnswerKind.TEMP, f"MTA-STS lookup for {key} failed")
+            return Answer(AnswerKind.TEMP, f"MTA-STS lookup for {key} failed"), None
         log.debug("%s %s: %s %s (%s)", zone.name, key, answer.kind, answer.data, answer.why)
-        return answer
+        return answer, until
 
-    async def _dane_verdict(self, domain: str) -> DaneVerdict:
+    async def _dane_verdict(self, domain: str) -> tuple[DaneVerdict, float | None]:
         assert self.dane is not None  # checked by the caller
         try:
             async with asyncio.timeout(self.config.dns_timeout):
-                return await self.dane.verdict(domain)
+                verdict = await self.dane.verdict(domain)
         except TimeoutError:
             # The MTA-STS policy still applies: never answer weaker than it.
             log.warning("%s: TLSA lookups took longer than %gs", domain, self.config.dns_timeout)
-            return DaneVerdict.NONE
+            return DaneVerdict.NONE, None
+        left = self.dane.reusable_for(domain)
+        return verdict, None if left is None else asyncio.get_running_loop().time() + left
+
+    def _request(self, payload: bytes) -> bytes | asyncio.Task[bytes]:
+        # Called by a connection for a payload not answered from the cache.
+        self.stats["requests"] += 1
+        immediate = self._immediate(payload)
+        if isinstance(immediate, Answer):
+            return encode(immediate.to_bytes())
+        job = self._inflight.get(payload)
+        if job is None:
+            job = asyncio.get_running_loop().create_task(self._cached_lookup(payload, *immediate))
+            self._inflight[payload] = job
+            job.add_done_callback(lambda _job: self._inflight.pop(payload, None))
+        return job
+
+    async def _cached_lookup(self, payload: bytes, zone: Zone, key: str) -> bytes:
+        answer, until = await self._lookup(zone, key)
+        encoded = encode(answer.to_bytes())
+        if until is not None and self._answers.ttl > 0:
+            self._answers.put(payload, until, encoded)
+        return encoded
 
     # ------------------------------------------------------------------ connections
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # called as a task by asyncio.start_server
-        peer = writer.get_extra_info("peername") or "unix"
-        if self._closing or len(self._connections) >= self.config.max_connections:
-            self.stats["refused"] += 1
-            log.warning(
-                "connection from %s refused: %d connections open", peer, len(self._connections)
-            )
-            writer.close()
-            return
-        self.stats["connections"] += 1
-        self._connections[task] = reader
-        queue: asyncio.Queue[asyncio.Task[Answer] | None] = asyncio.Queue(self.config.max_pending)
-        sender = asyncio.create_task(self._send(queue, writer))
-        try:
-            reason = await self._receive(reader, queue)
-            if reason:
-                log.info("closing connection from %s: %s", peer, reason)
-            # Answer what was asked before closing (also at shutdown).
-            await queue.put(None)
-            await sender
-            writer.close()
-            await writer.wait_closed()
-        except asyncio.CancelledError:
-            log.info("connection from %s: requests cancelled at shutdown", peer)
-            raise
-        except OSError as e:
-            log.info("connection from %s: %s", peer, e)
-        finally:
-            sender.cancel()
-            while not queue.empty():
-                job = queue.get_nowait()
-                if job is not None:
-                    job.cancel()
-            del self._connections[task]
-            writer.close()
+    def _connection(self) -> _Connection:
+        return _Connection(self, self._answers, self._connections, self._request)
 
-    async def _receive(
-        self, reader: asyncio.StreamReader, queue: asyncio.Queue[asyncio.Task[Answer] | None]
-    ) -> str:
-        decoder = NetstringDecoder(DEFAULT_MAX_LENGTH)
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called (new connections are refused)."""
+        return self._closing
+
+    def _sweep(self) -> None:
+        # Close idle connections and clients stuck inside one netstring.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         idle = self.config.idle_timeout
-        started = time.monotonic()
-        while True:
-            # A netstring must arrive whole within the idle timeout of its
-            # first byte: a one-byte-a-second client does not hold a slot.
-            left = idle - (time.monotonic() - started) if decoder.pending else idle
-            try:
-                async with asyncio.timeout(max(left, 0)):
-                    data = await reader.read(READ_SIZE)
-            except TimeoutError:
-                return "stalled inside a request" if decoder.pending else "idle"
-            except OSError as e:
-                return f"read error: {e}"
-            if not data:
-                if decoder.pending:
-                    return "client went away inside a request"
-                return ""
-            if not decoder.pending:
-                started = time.monotonic()
-            try:
-                payloads = decoder.feed(data)
-            except NetstringError as e:
-                return f"malformed netstring: {e}"
-            for payload in payloads:
-                await queue.put(asyncio.create_task(self.answer(payload)))
-            if decoder.error is not None:
-                return f"malformed netstring: {decoder.error}"
-
-    async def _send(
-        self, queue: asyncio.Queue[asyncio.Task[Answer] | None], writer: asyncio.StreamWriter
-    ) -> None:
-        broken = False
-        while (job := await queue.get()) is not None:
-            answer = await job
-            if broken:
-                continue
-            try:
-                writer.write(encode(answer.to_bytes()))
-                await writer.drain()
-            except OSError as e:
-                # Keep draining the queue so the reader never blocks on it.
-                log.info("client went away before its answer: %s", e)
-                broken = True
+        for connection in list(self._connections):
+            connection.check_idle(now, idle)
+        self._sweeper = loop.call_later(min(idle / 4, 1.0), self._sweep)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -426,15 +461,18 @@ class PolicyServer:
             ValueError: A listen address is malformed.
             OSError: A listener cannot be opened.
         """
+        loop = asyncio.get_running_loop()
         for spec in self.config.listen:
             where = parse_listen(spec)
             if isinstance(where, str):
-                server = await asyncio.start_unix_server(self._handle, path=where)
+                server = await loop.create_unix_server(self._connection, path=where)
                 os.chmod(where, self.config.unix_mode)  # noqa: PTH101
             else:
-                server = await asyncio.start_server(self._handle, where[0], where[1])
+                server = await loop.create_server(self._connection, where[0], where[1])
             self.servers.append(server)
             log.info("listening on %s", spec)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(min(self.config.idle_timeout / 4, 1.0), self._sweep)
 
     @property
     def addresses(self) -> list[Any]:
@@ -446,16 +484,254 @@ class PolicyServer:
         self._closing = True
         for server in self.servers:
             server.close()
-        for reader in self._connections.values():
-            # The read loop sees end-of-stream; queued requests are still answered.
-            reader.feed_eof()
-        tasks = list(self._connections)
-        if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
-            for task in late:
-                task.cancel()
+        connections = list(self._connections)
+        for connection in connections:
+            # Nothing more is read; requests already received are still answered.
+            connection.stop("shutdown")
+        waiting = [c.closed for c in connections if not c.closed.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.config.shutdown_timeout)
+            for connection in connections:
+                if not connection.closed.done():
+                    log.info("connection from %s: requests cancelled at shutdown", connection.peer)
+                    connection.abort()
+            for job in list(self._inflight.values()):
+                job.cancel()
         for server in self.servers:
             await server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+
+class _Connection(asyncio.Protocol):
+    """
+    One client connection: netstrings in, answers out, in request order.
+
+    Answers from the cache are written at once when nothing is pending
+    before them; otherwise they queue behind the pending lookups. At most
+    ``max_pending`` answers wait per connection: beyond that, and while the
+    client does not read its answers (the transport's write buffer is above
+    its high-water mark), the connection is not read.
+    """
+
+    def __init__(
+        self,
+        server: PolicyServer,
+        answers: _AnswerCache,
+        connections: dict[_Connection, None],
+        request: Callable[[bytes], bytes | asyncio.Task[bytes]],
+    ) -> None:
+        self.server = server
+        self.answers = answers.entries
+        self.framed = answers.framed
+        self.stats = server.stats
+        self.connections = connections
+        self.request = request
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = "unix"
+        self.decoder = NetstringDecoder(DEFAULT_MAX_LENGTH)
+        self.queue: deque[bytes | asyncio.Task[bytes]] = deque()
+        self.backlog: deque[bytes] = deque()
+        self.max_pending = server.config.max_pending
+        self.last_active = self.request_started = self.loop.time()
+        self.reading = True
+        self.write_paused = False
+        self.stopping: str | None = None
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's do not subclass asyncio.Transport).
+        self.transport = cast("asyncio.Transport", transport)
+        server = self.server
+        self.peer = transport.get_extra_info("peername") or "unix"
+        if server.closing or len(self.connections) >= server.config.max_connections:
+            server.stats["refused"] += 1
+            log.warning(
+                "connection from %s refused: %d connections open",
+                self.peer,
+                len(self.connections),
+            )
+            transport.close()
+            return
+        server.stats["connections"] += 1
+        self.connections[self] = None
+
+    def data_received(self, data: bytes) -> None:
+        now = self.loop.time()
+        self.last_active = now
+        decoder = self.decoder
+        if not self.queue and self.stopping is None and not decoder.pending:
+            # The hot path: one whole request that is in the answer cache.
+            hit = self.framed.get(data)
+            if hit is not None and hit[0] > now:
+                decoder.offset += len(data)
+                self.stats["requests"] += 1
+                self.stats["cached"] += 1
+                self.transport.write(hit[1])  # type: ignore[union-attr]
+                return
+        was_pending = decoder.pending
+        try:
+            payloads = decoder.feed(data)
+        except NetstringError as e:
+            self.stop(f"malformed netstring: {e}")
+            return
+        if decoder.pending and (payloads or not was_pending):
+            # A netstring must arrive whole within the idle timeout of its first byte.
+            self.request_started = now
+        if self.stopping is None:
+            if self.backlog:
+                self.backlog.extend(payloads)
+            else:
+                self._take(payloads, now)
+            if decoder.error is not None:
+                self.stop(f"malformed netstring: {decoder.error}")
+            elif self.queue or not self.reading:
+                # (With nothing queued and reading on, there is nothing to change.)
+                self._update_reading()
+
+    def eof_received(self) -> bool:
+        if self.decoder.pending:
+            self.stop("client went away inside a request")
+        else:
+            self.stop("")
+        # Keep the write side open until the answers are out.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.stopping is None:
+            log.info("connection from %s: read error: %s", self.peer, exc)
+        elif self.queue and self.stopping is None:
+            log.info("connection from %s: client went away before its answers", self.peer)
+        # Lookups still running are not cancelled: other connections may wait
+        # for the same one, and its answer is cached for the next request.
+        self.queue.clear()
+        self.backlog.clear()
+        self.connections.pop(self, None)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+
+    # ------------------------------------------------------------------ the work
+
+    def _take(self, payloads: list[bytes], now: float) -> None:
+        # Answer or queue each payload; what does not fit waits in the backlog.
+        answers = self.answers
+        stats = self.stats
+        queue = self.queue
+        out: list[bytes] = []
+        hits = 0
+        for index, payload in enumerate(payloads):
+            hit = answers.get(payload)
+            if hit is not None and hit[0] > now:
+                hits += 1
+                if queue:
+                    queue.append(hit[1])
+                else:
+                    out.append(hit[1])
+                continue
+            if len(queue) >= self.max_pending:
+                self.backlog.extend(payloads[index:])
+                break
+            job = self.request(payload)
+            if isinstance(job, bytes) and not queue:
+                out.append(job)
+            else:
+                queue.append(job)
+                if not isinstance(job, bytes):
+                    job.add_done_callback(self._answered)
+        if hits:
+            stats["requests"] += hits
+            stats["cached"] += hits
+        if out:
+            self._write(out)
+
+    def _answered(self, _job: asyncio.Task[bytes]) -> None:
+        # A lookup finished: send every answer that is now at the head of the line.
+        queue = self.queue
+        out: list[bytes] = []
+        while queue:
+            head = queue[0]
+            if isinstance(head, bytes):
+                out.append(head)
+            elif not head.done():
+                break
+            elif not head.cancelled():
+                out.append(head.result())
+            queue.popleft()
+        if out:
+            self._write(out)
+        if self.backlog and len(queue) < self.max_pending:
+            backlog = list(self.backlog)
+            self.backlog.clear()
+            self._take(backlog, self.loop.time())
+        self._update_reading()
+
+    def _write(self, out: list[bytes]) -> None:
+        transport = self.transport
+        assert transport is not None  # set before any data arrives
+        if transport.is_closing():
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.stopping is not None and not self.queue and not self.backlog:
+            transport.close()
+            return
+        should = (
+            self.stopping is None
+            and not self.write_paused
+            and not self.backlog
+            and len(self.queue) < self.max_pending
+        )
+        if should != self.reading:
+            self.reading = should
+            if should:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    # ------------------------------------------------------------------ closing
+
+    def stop(self, reason: str) -> None:
+        """Read nothing more; close once every request received is answered."""
+        if self.stopping is None:
+            self.stopping = reason
+            if reason:
+                log.info("closing connection from %s: %s", self.peer, reason)
+        if self.backlog:
+            backlog = list(self.backlog)
+            self.backlog.clear()
+            self._take(backlog, self.loop.time())
+        self._update_reading()
+
+    def check_idle(self, now: float, idle: float) -> None:
+        """Stop a connection that is silent, or stuck inside a netstring, for ``idle`` seconds."""
+        if self.stopping is not None:
+            return
+        if self.decoder.pending:
+            if now - self.request_started > idle:
+                self.stop("stalled inside a request")
+        elif not self.queue and now - self.last_active > idle:
+            self.stop("idle")
+
+    def abort(self) -> None:
+        """Drop the connection without waiting for its answers."""
+        if self.transport is not None:
+            self.transport.abort()
 
 
 def build_store(config: ServerConfig) -> Any:
@@ -589,7 +865,7 @@ def serve(config: ServerConfig) -> None:
         config: The server configuration.
     """
     try:
-        import uvloop  # type: ignore[import-not-found]  # noqa: PLC0415
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ImportError:
         asyncio.run(run(config))
     else:  # pragma: no cover -- uvloop is optional and not installed in the test venv
