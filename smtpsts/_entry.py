@@ -13,6 +13,7 @@ autodoc and :func:`typing.get_type_hints` must see them). Import them from
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from datetime import datetime
 from typing import Any, Final
@@ -204,12 +205,18 @@ class CacheEntry:
             data: The JSON document.
 
         Returns:
-            The entry, its policy parsed again from the stored raw text.
+            The entry, its policy parsed again from the stored raw text. The
+            last 1024 documents read are remembered, so a store that hands back the same document on every lookup
+            gets the same (immutable) entry without parsing it again.
 
         Raises:
             CacheEntryFormatError: The document is not JSON, has an unknown
                 version ``"v"``, or a member is missing or malformed.
         """
+        return _from_json_cached(cls, data)
+
+    @classmethod
+    def _from_json(cls, data: str | bytes) -> CacheEntry:
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
@@ -242,6 +249,17 @@ class CacheEntry:
             raise
         except (ValueError, TypeError) as e:  # PolicySyntaxError, DomainNameError included
             raise CacheEntryFormatError(f"invalid cache entry: {e}") from None
+
+
+FROM_JSON_CACHE_SIZE: Final = 1024
+# How many stored documents CacheEntry.from_json remembers.
+
+
+@functools.lru_cache(maxsize=FROM_JSON_CACHE_SIZE)
+def _from_json_cached(cls: type[CacheEntry], data: str | bytes) -> CacheEntry:
+    # Errors are not cached (lru_cache does not keep exceptions): a bad document
+    # raises on every read.
+    return cls._from_json(data)  # noqa: SLF001
 
 
 def _time_to_json(value: datetime | None) -> str | None:

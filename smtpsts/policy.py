@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+import sys
 from collections.abc import Iterable
 
 import attrs
@@ -489,7 +490,9 @@ def _parse_valid(body: str) -> Policy | None:
         max_age=int(first["max_age"]),
         extensions=tuple(extensions.items()),
         text=body,
-        lines=tuple([line for line, _, _ in found]),
+        # The version, mode and max_age lines repeat across policies: one copy
+        # of each serves every cached policy (sys.intern), saving memory per entry.
+        lines=tuple([line if key == "mx" else sys.intern(line) for line, key, _ in found]),
     )
 
 

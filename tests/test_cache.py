@@ -120,6 +120,17 @@ class TestCacheEntry:
             "negative_until": None,
         } == doc
 
+    def test_from_json_remembers_documents(self):
+        """A document read again gives the same entry object, without a new parse."""
+        doc = entry().to_json()
+        first = CacheEntry.from_json(doc)
+        assert first is CacheEntry.from_json(doc)
+        assert first == CacheEntry.from_json(doc.encode())
+        bad = json.dumps({**json.loads(doc), "v": 99})
+        for _ in range(2):
+            with pytest.raises(CacheEntryFormatError, match="unknown cache entry version"):
+                CacheEntry.from_json(bad)
+
     @pytest.mark.parametrize(
         "value",
         [
