@@ -206,14 +206,17 @@ class CacheEntry:
 
         Returns:
             The entry, its policy parsed again from the stored raw text. The
-            last 1024 documents read are remembered, so a store that hands back the same document on every lookup
-            gets the same (immutable) entry without parsing it again.
+            last 1024 documents read are remembered, so a store that hands
+            back the same document on every lookup gets the same (immutable)
+            entry without parsing it again.
 
         Raises:
             CacheEntryFormatError: The document is not JSON, has an unknown
                 version ``"v"``, or a member is missing or malformed.
         """
-        return _from_json_cached(cls, data)
+        if cls is CacheEntry:
+            return _from_json_cached(data)
+        return cls._from_json(data)
 
     @classmethod
     def _from_json(cls, data: str | bytes) -> CacheEntry:
@@ -256,10 +259,10 @@ FROM_JSON_CACHE_SIZE: Final = 1024
 
 
 @functools.lru_cache(maxsize=FROM_JSON_CACHE_SIZE)
-def _from_json_cached(cls: type[CacheEntry], data: str | bytes) -> CacheEntry:
+def _from_json_cached(data: str | bytes) -> CacheEntry:
     # Errors are not cached (lru_cache does not keep exceptions): a bad document
     # raises on every read.
-    return cls._from_json(data)  # noqa: SLF001
+    return CacheEntry._from_json(data)  # noqa: SLF001
 
 
 def _time_to_json(value: datetime | None) -> str | None:

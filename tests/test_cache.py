@@ -126,6 +126,11 @@ class TestCacheEntry:
         first = CacheEntry.from_json(doc)
         assert first is CacheEntry.from_json(doc)
         assert first == CacheEntry.from_json(doc.encode())
+
+        class Subclass(CacheEntry):
+            pass
+
+        assert Subclass is type(Subclass.from_json(doc))
         bad = json.dumps({**json.loads(doc), "v": 99})
         for _ in range(2):
             with pytest.raises(CacheEntryFormatError, match="unknown cache entry version"):

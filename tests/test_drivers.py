@@ -598,3 +598,38 @@ class TestRecheckBeforeBounce:
         )
         fresh = self._resolver(https, dns_server, "absent.example")
         assert None is fresh.recheck_before_bounce("absent.example", T0).policy
+
+    @pytest.mark.asyncio
+    async def test_asyncio_form(self, https: HTTPSServer, dns_server: DNSServer) -> None:
+        """STS-APPLY-10: arecheck_before_bounce finds a new id past the backoff, with an asyncio store."""
+        name = "arecheck.example"
+        dns_server.set(f"_mta-sts.{name}", "TXT", '"v=STSv1; id=1;"')
+        https.route(f"mta-sts.{name}", policy())
+        resolver = PolicyResolver(
+            store=SyncAsAsyncStore(MemoryPolicyStore()),
+            trust=https.trust,
+            nameservers=[dns_server.address],
+            connect_to=https.connect_to(f"mta-sts.{name}"),
+            config=PolicyConfig(timeout=5),
+        )
+        assert Mode.ENFORCE == (await resolver.aresolve(name, T0)).mode
+        dns_server.set(f"_mta-sts.{name}", "TXT", '"v=STSv1; id=2;"')
+        https.route(f"mta-sts.{name}", policy(b"", status="500 Oops"))
+        later = T0 + timedelta(minutes=1)
+        assert Mode.ENFORCE == (await resolver.aresolve(name, later)).mode  # fetch failed
+        https.route(f"mta-sts.{name}", policy(self.TESTING))
+        assert Mode.ENFORCE == (await resolver.aresolve(name, later)).mode  # backoff
+
+        final = await resolver.arecheck_before_bounce(name, later)
+
+        entry = await resolver.astore.get(name)
+        assert entry is not None
+        assert (Mode.TESTING, PolicySource.FRESH, "2") == (
+            final.mode,
+            final.source,
+            entry.record_id,
+        )
+        same = await resolver.arecheck_before_bounce(name, later + timedelta(seconds=5))
+        assert (Mode.TESTING, PolicySource.CACHED) == (same.mode, same.source)
+        with pytest.raises(UsageError, match="asyncio store"):
+            resolver.recheck_before_bounce(name, later)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -416,6 +417,26 @@ class TestAnswerCache:
         await writer
         assert [SECURE] * count == answers
         client.close()
+
+    @pytest.mark.asyncio
+    async def test_client_that_never_reads_is_dropped(
+        self, https: HTTPSServer, dns_server: DNSServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A client that never reads its answers is closed when idle, then dropped."""
+        caplog.set_level(logging.INFO, logger="smtpsts.postfix.server")
+        running = PolicyServer(make_config(idle_timeout=0.3), make_resolver(https, dns_server))
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [SECURE] == await client.ask("postfix enforce.test")
+            client.writer.write(encode(b"postfix enforce.test") * 200_000)
+            async with asyncio.timeout(5):
+                while running._connections:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert "answers not read; dropped" in caplog.text
+            client.writer.transport.abort()
+        finally:
+            await running.close()
 
     @pytest.mark.asyncio
     async def test_dane_verdict_bounds_reuse(
@@ -1110,6 +1131,53 @@ class TestRobustness:
             finally:
                 await running.close()
                 await store.client.aclose()
+
+
+UVLOOP_CASES = [
+    ("TestAnswers", "test_enforce_testing_and_keys"),
+    ("TestAnswers", "test_pipelined_answers_in_order"),
+    ("TestAnswers", "test_timeouts"),
+    ("TestAnswerCache", "test_repeats_answered_from_cache"),
+    ("TestAnswerCache", "test_cached_answers_wait_for_earlier_lookups"),
+    ("TestAnswerCache", "test_identical_requests_share_a_lookup"),
+    ("TestAnswerCache", "test_client_that_does_not_read"),
+    ("TestConnections", "test_malformed_netstring_closes"),
+    ("TestConnections", "test_oversized_netstring_closes"),
+    ("TestConnections", "test_idle_and_stalled_clients"),
+    ("TestConnections", "test_connection_limit"),
+    ("TestConnections", "test_vanishing_clients"),
+    ("TestConnections", "test_shutdown_cancels_late_requests"),
+    ("TestConnections", "test_max_pending_backpressure"),
+    ("TestConnections", "test_graceful_close"),
+    ("TestRobustness", "test_hostile_clients_do_not_disturb_others"),
+    ("TestRobustness", "test_thousand_concurrent_connections"),
+    ("TestDane", "test_dane_answer_through_server"),
+]
+
+
+@pytest.mark.parametrize(("owner", "name"), UVLOOP_CASES)
+def test_under_uvloop(owner: str, name: str, https: HTTPSServer, dns_server: DNSServer) -> None:
+    """The server behaves the same on uvloop, which ``smtpsts postfix serve`` uses when installed."""
+    import uvloop
+
+    method = getattr(globals()[owner](), name)
+    wanted = inspect.signature(method).parameters
+
+    async def scenario() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        given: dict[str, Any] = {"https": https, "dns_server": dns_server}
+        running = None
+        if "server" in wanted:
+            running = PolicyServer(make_config(), make_resolver(https, dns_server))
+            await running.start()
+            given["server"] = running
+        try:
+            await method(**{key: given[key] for key in wanted})
+        finally:
+            if running is not None:
+                await running.close()
+
+    uvloop.run(scenario())
 
 
 @pytest.fixture(scope="module")

@@ -1472,13 +1472,19 @@ class TestAcceptReport:
                 accept_report(bad, lookup_txt=lookup)
 
     def test_verdict_rules(self) -> None:
-        """RPT-SEND-25: d= must equal or be a parent of TLS-Report-Submitter; a child or look-alike does not count."""
+        """RPT-SEND-25: d= must equal or be a parent of TLS-Report-Submitter; a child, look-alike or bare TLD does not count."""
         report, data = self._mail()
         assert [report, report] == [
             accept_report_message(data, dkim_domains=["Sender.Example."]),
             accept_report_message(data, dkim_domains=["bad..name", "sender.example"]),
         ]
-        for domains in ([], ["mail.sender.example"], ["xsender.example"], ["bad..name"]):
+        for domains in (
+            [],
+            ["mail.sender.example"],
+            ["xsender.example"],
+            ["bad..name"],
+            ["example"],  # a bare TLD is nobody's parent domain
+        ):
             with pytest.raises(ReportNotAuthenticatedError) as info:
                 accept_report_message(data, dkim_domains=domains)
             assert "no-valid-dkim" == info.value.reason

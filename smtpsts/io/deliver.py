@@ -56,6 +56,7 @@ from smtpsts.cache import PolicyOutcome
 from smtpsts.certs import TrustStore, check_certificate
 from smtpsts.dane import DANECheck, match_tlsa
 from smtpsts.decision import (
+    Candidate,
     Deliver,
     DeliverAndReport,
     MXHost,
@@ -401,6 +402,33 @@ class _Route:
             "sessions": tuple(self.sessions),
         }
 
+    def plan(self, answer: Any) -> tuple[tuple[Candidate, ...], dict[str, Any] | None]:
+        # The MX hosts to try, or the fields of a final result (MX lookup
+        # failure, null MX, nothing usable under the policy).
+        if isinstance(answer, DNSFailure):
+            return (), self.fields(DeliveryStatus.DEFER, f"MX lookup failed: {answer.reason}")
+        hosts = [] if isinstance(answer, DNSNotFound) else _mx_hosts(answer)
+        the_plan = plan(self.outcome, hosts)
+        for skipped in the_plan.skipped:
+            self.record(skipped)
+        if the_plan.null_mx:
+            reason = f"{self.domain} publishes a null MX (RFC 7505)"
+            return (), self.fields(DeliveryStatus.NO_MAIL, reason)
+        if the_plan.defer is not None:
+            return (), self.fields(DeliveryStatus.DEFER, the_plan.defer.reason)
+        return the_plan.candidates, None
+
+    def no_addresses(self, mx: MXHost, port: int) -> dict[str, Any] | None:
+        # An MX host without address records: the next MX, or (RFC 5321 §5.1)
+        # undeliverable when the domain itself was the implicit MX.
+        if mx.implicit:
+            reason = f"{self.domain} has no MX and no address records"
+            return self.fields(DeliveryStatus.NO_MAIL, reason)
+        self.attempts.append(
+            Attempt(mx.host, "", port, connected=False, error="no address records")
+        )
+        return None
+
     def exhausted(self) -> dict[str, Any]:
         defer = defer_if_exhausted(self.verdicts)
         if defer is not None:
@@ -511,33 +539,19 @@ def deliver_connection(
     resolver = dns or DNSResolver(policies.nameservers)
     outcome = policies.resolve(name, options.now)
     route = _Route(name, outcome)
-    answer = resolver.lookup_mx(name)
-    if isinstance(answer, DNSFailure):
-        return Delivery(**route.fields(DeliveryStatus.DEFER, f"MX lookup failed: {answer.reason}"))
-    hosts = [] if isinstance(answer, DNSNotFound) else _mx_hosts(answer)
-    the_plan = plan(outcome, hosts)
-    for skipped in the_plan.skipped:
-        route.record(skipped)
-    if the_plan.null_mx:
-        return Delivery(
-            **route.fields(DeliveryStatus.NO_MAIL, f"{name} publishes a null MX (RFC 7505)")
-        )
-    if the_plan.defer is not None:
-        return Delivery(**route.fields(DeliveryStatus.DEFER, the_plan.defer.reason))
-    for candidate in the_plan.candidates:
+    candidates, final = route.plan(resolver.lookup_mx(name))
+    if final is not None:
+        return Delivery(**final)
+    for candidate in candidates:
         mx = candidate.mx
-        addresses = _addresses_sync(mx, resolver, options)
+        override = options.connect_to.get((mx.host, port))
+        addresses: list[tuple[str, int]] | None = [override] if override is not None else None
+        if override is None:
+            addresses = _addresses(resolver.lookup_addresses(mx.host), port)
         if addresses is None:
-            if mx.implicit:
-                # RFC 5321 §5.1: no MX and no address records: undeliverable.
-                return Delivery(
-                    **route.fields(
-                        DeliveryStatus.NO_MAIL, f"{name} has no MX and no address records"
-                    )
-                )
-            route.attempts.append(
-                Attempt(mx.host, "", port, connected=False, error="no address records")
-            )
+            final = route.no_addresses(mx, port)
+            if final is not None:
+                return Delivery(**final)
             continue
         tlsa = None
         if dnssec is not None and dnssec.trusted:
@@ -554,16 +568,11 @@ def deliver_connection(
     return Delivery(**route.exhausted())
 
 
-def _addresses_sync(
-    mx: MXHost, resolver: DNSResolver, options: _Options
-) -> list[tuple[str, int]] | None:
-    override = options.connect_to.get((mx.host, options.port))
-    if override is not None:
-        return [override]
-    found = resolver.lookup_addresses(mx.host)
+def _addresses(found: Any, port: int) -> list[tuple[str, int]] | None:
+    # The (address, port) pairs of an address lookup; None when there are none.
     if isinstance(found, DNSNotFound | DNSFailure):
         return None
-    return [(a, options.port) for a in found.addresses]
+    return [(a, port) for a in found.addresses]
 
 
 def _try_sync(  # noqa: PLR0917 -- internal
@@ -744,40 +753,20 @@ async def adeliver_connection(
     resolver = dns or AsyncDNSResolver(policies.nameservers)
     outcome = await policies.aresolve(name, options.now)
     route = _Route(name, outcome)
-    answer = await resolver.lookup_mx(name)
-    if isinstance(answer, DNSFailure):
-        return AsyncDelivery(
-            **route.fields(DeliveryStatus.DEFER, f"MX lookup failed: {answer.reason}")
-        )
-    hosts = [] if isinstance(answer, DNSNotFound) else _mx_hosts(answer)
-    the_plan = plan(outcome, hosts)
-    for skipped in the_plan.skipped:
-        route.record(skipped)
-    if the_plan.null_mx:
-        return AsyncDelivery(
-            **route.fields(DeliveryStatus.NO_MAIL, f"{name} publishes a null MX (RFC 7505)")
-        )
-    if the_plan.defer is not None:
-        return AsyncDelivery(**route.fields(DeliveryStatus.DEFER, the_plan.defer.reason))
-    for candidate in the_plan.candidates:
+    candidates, final = route.plan(await resolver.lookup_mx(name))
+    if final is not None:
+        return AsyncDelivery(**final)
+    for candidate in candidates:
         mx = candidate.mx
         override = options.connect_to.get((mx.host, port))
-        if override is not None:
-            addresses = [override]
-        else:
-            found = await resolver.lookup_addresses(mx.host)
-            if isinstance(found, DNSNotFound | DNSFailure):
-                if mx.implicit:
-                    return AsyncDelivery(
-                        **route.fields(
-                            DeliveryStatus.NO_MAIL, f"{name} has no MX and no address records"
-                        )
-                    )
-                route.attempts.append(
-                    Attempt(mx.host, "", port, connected=False, error="no address records")
-                )
-                continue
-            addresses = [(a, port) for a in found.addresses]
+        addresses: list[tuple[str, int]] | None = [override] if override is not None else None
+        if override is None:
+            addresses = _addresses(await resolver.lookup_addresses(mx.host), port)
+        if addresses is None:
+            final = route.no_addresses(mx, port)
+            if final is not None:
+                return AsyncDelivery(**final)
+            continue
         tlsa = None
         if dnssec is not None and dnssec.trusted:
             tlsa = await dnssec.lookup_tlsa(mx.host, port=port)

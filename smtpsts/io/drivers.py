@@ -444,10 +444,7 @@ class PolicyResolver:
         store = self._sync_store()
         now = now or self.clock()
         stored = store.get(name)
-        cached = None
-        if stored is not None and stored.record_id is not None:
-            cached = attrs.evolve(stored, negative_until=None, backoff_until=None, backoff_id=None)
-        machine = PolicyResolution(name, cached=cached, now=now, config=self.config)
+        machine, cached = self._recheck_machine(name, stored, now)
         while True:
             action = machine.next_action()
             if isinstance(action, LookupTXT):
@@ -459,6 +456,48 @@ class PolicyResolver:
                 if write:
                     store.replace(name, stored, entry)
                 return _logged(action.outcome)
+
+    async def arecheck_before_bounce(
+        self, domain: str, now: datetime | None = None
+    ) -> PolicyOutcome:
+        """
+        The asyncio form of :meth:`recheck_before_bounce` (works with any store).
+
+        Args:
+            domain: The policy domain, any form :func:`smtpsts.to_alabel` accepts.
+            now: The time to use (default: the clock).
+
+        Returns:
+            The outcome to apply for the last attempt.
+
+        Raises:
+            DomainNameError: ``domain`` is not a valid host name.
+        """
+        name = to_alabel(domain)
+        now = now or self.clock()
+        stored = await self.astore.get(name)
+        machine, cached = self._recheck_machine(name, stored, now)
+        while True:
+            action = machine.next_action()
+            if isinstance(action, LookupTXT):
+                machine.receive(await self.aresolver.lookup_txt(action.qname))
+            elif isinstance(action, FetchPolicy):
+                machine.receive(await self.afetcher.fetch(action))
+            else:
+                write, entry = _to_write(cached, action, refresh=False)
+                if write:
+                    await self.astore.replace(name, stored, entry)
+                return _logged(action.outcome)
+
+    def _recheck_machine(
+        self, name: str, stored: CacheEntry | None, now: datetime
+    ) -> tuple[PolicyResolution, CacheEntry | None]:
+        # STS-APPLY-10: the stored entry without the shortcuts that would skip
+        # the TXT check or the fetch (a negative answer, the fetch backoff).
+        cached = None
+        if stored is not None and stored.record_id is not None:
+            cached = attrs.evolve(stored, negative_until=None, backoff_until=None, backoff_id=None)
+        return PolicyResolution(name, cached=cached, now=now, config=self.config), cached
 
     async def aresolve(self, domain: str, now: datetime | None = None) -> PolicyOutcome:
         """

@@ -539,6 +539,7 @@ class _Connection(asyncio.Protocol):
         self.reading = True
         self.write_paused = False
         self.stopping: str | None = None
+        self.stopped_at = 0.0
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -710,6 +711,7 @@ class _Connection(asyncio.Protocol):
         """Read nothing more; close once every request received is answered."""
         if self.stopping is None:
             self.stopping = reason
+            self.stopped_at = self.loop.time()
             if reason:
                 log.info("closing connection from %s: %s", self.peer, reason)
         if self.backlog:
@@ -719,8 +721,16 @@ class _Connection(asyncio.Protocol):
         self._update_reading()
 
     def check_idle(self, now: float, idle: float) -> None:
-        """Stop a connection that is silent, or stuck inside a netstring, for ``idle`` seconds."""
+        """
+        Stop a connection that is silent, or stuck inside a netstring, for ``idle`` seconds.
+
+        A stopped connection still open ``idle`` seconds later (its client
+        does not read its answers) is dropped.
+        """
         if self.stopping is not None:
+            if now - self.stopped_at > idle:
+                log.info("connection from %s: answers not read; dropped", self.peer)
+                self.abort()
             return
         if self.decoder.pending:
             if now - self.request_started > idle:
@@ -868,5 +878,5 @@ def serve(config: ServerConfig) -> None:
         import uvloop  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
     except ImportError:
         asyncio.run(run(config))
-    else:  # pragma: no cover -- uvloop is optional and not installed in the test venv
+    else:  # pragma: no cover -- runs in the CLI tests' server subprocesses
         uvloop.run(run(config))

@@ -182,7 +182,9 @@ def _covers(signer: str, submitter: str) -> bool:
         domain = to_alabel(signer)
     except DomainNameError:
         return False
-    return submitter == domain or submitter.endswith("." + domain)
+    # A parent must have a dot: a bare top-level domain (d=example) signs for
+    # no one. Without a public-suffix list, d=co.uk still counts as a parent.
+    return submitter == domain or ("." in domain and submitter.endswith("." + domain))
 
 
 def accept_report_message(data: bytes, *, dkim_domains: Iterable[str]) -> Report:
