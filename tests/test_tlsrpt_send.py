@@ -119,6 +119,7 @@ class Endpoint:
         context.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.statuses = [200]
+        self.location = f"https://{HTTPS_HOST}/elsewhere"
         self.stall = 0.0
         endpoint = self
 
@@ -134,7 +135,7 @@ class Endpoint:
                 status = endpoint.statuses[min(len(endpoint.requests), len(endpoint.statuses)) - 1]
                 self.send_response(status)
                 if 300 <= status < 400:
-                    self.send_header("Location", f"https://{HTTPS_HOST}/elsewhere")
+                    self.send_header("Location", endpoint.location)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -573,6 +574,65 @@ class TestHTTPS:
         )
         assert DeliveryResult(f"https://{HTTPS_HOST}/r", ok=ok, detail=f"HTTP {status}") == result
         assert 1 == len(https.requests)  # a redirect is not followed
+
+    def test_redirects_when_asked(self, https: Endpoint) -> None:
+        """AMB-26: with max_redirects, 307/308 to https are followed with the same POST; others are not."""
+        url = f"https://{HTTPS_HOST}/r"
+
+        def post(max_redirects: int) -> DeliveryResult:
+            return post_report(
+                url,
+                b"report",
+                connect_to=https.connect_to,
+                context=https.trusting,
+                verify=True,
+                max_redirects=max_redirects,
+            )
+
+        https.statuses = [307, 200]
+        assert DeliveryResult(url, ok=True, detail=f"HTTP 200 from {https.location}") == post(1)
+        assert [("POST", "/r", b"report"), ("POST", "/elsewhere", b"report")] == [
+            (method, path, body) for method, path, _, body in https.requests
+        ]
+        https.requests.clear()
+        https.statuses = [308]
+        assert "HTTP 308 from " + https.location + " (too many redirects)" == post(2).detail
+        assert 3 == len(https.requests)
+        for status in (301, 302, 303):
+            https.requests.clear()
+            https.statuses = [status]
+            result = post(3)
+            assert (
+                False,
+                f"HTTP {status} (redirect not followed: only 307 and 308 keep the POST)",
+            ) == (
+                result.ok,
+                result.detail,
+            )
+            assert 1 == len(https.requests)
+        https.requests.clear()
+        https.statuses = [307]
+        https.location = "http://reports.example.net/plain"
+        assert f"HTTP 307: redirect to {https.location} is not https" == post(3).detail
+        https.location = "/relative?q=1"
+        https.requests.clear()
+        https.statuses = [307, 503]
+        assert f"HTTP 503 from https://{HTTPS_HOST}/relative?q=1" == post(1).detail
+        assert "/relative?q=1" == https.requests[1][1]
+
+    def test_sender_follows_redirects(
+        self, tmp_path: Path, https: Endpoint, dns_server: DNSServer
+    ) -> None:
+        """AMB-26: ReportSender(https_max_redirects=N) passes the setting on."""
+        dns_server.add(RECORD, "TXT", f'"v=TLSRPTv1; rua=https://{HTTPS_HOST}/r"')
+        https.statuses = [307, 201]
+        sender = attrs.evolve(
+            make_sender(dns_server, connect_to=https.connect_to), https_max_redirects=1
+        )
+        with Outbox(tmp_path / "o.db") as outbox:
+            summary = send_due_reports(store_with_sessions(tmp_path), outbox, sender, now=NEXT)
+        assert summary.built == summary.delivered
+        assert ["/r", "/elsewhere"] == [path for _, path, _, _ in https.requests]
 
     def test_verify_on(self, https: Endpoint) -> None:
         """RPT-SEND-19, AMB-26: with verification on, an untrusted certificate fails the POST."""

@@ -46,7 +46,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self
 
 import attrs
 
@@ -104,6 +104,7 @@ SIZE_WARNING = 10 * 1024 * 1024
 """A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
 
 _RESPONSE_CAP = 64 * 1024
+_KEEPS_POST: Final = (307, 308)  # the redirects that keep the method and body
 
 TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
 """Looks up a TXT RRset, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_txt`."""
@@ -225,17 +226,22 @@ def post_report(
     verify: bool = False,
     context: ssl.SSLContext | None = None,
     connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    max_redirects: int = 0,
     user_agent: str = "smtpsts",
 ) -> DeliveryResult:
     """
     POST a report to an ``https:`` ``rua`` (RFC 8460 §5.4).
 
     The body is the report itself (gzip bytes with ``application/tlsrpt+gzip``,
-    no ``Content-Encoding``, RPT-SEND-17). Only a 2xx status is success;
-    redirects are not followed (RPT-SEND-18, AMB-26). Certificate errors are
+    no ``Content-Encoding``, RPT-SEND-17). Only a 2xx status is success.
+    Redirects are not followed by default (RPT-SEND-18, AMB-26); with
+    ``max_redirects`` set, up to that many ``307`` and ``308`` redirects (the
+    ones that keep the POST and its body) to ``https:`` URLs are followed,
+    while ``301``, ``302`` and ``303`` stay failures. Certificate errors are
     logged and ignored unless ``verify`` is set (RPT-SEND-19, AMB-26): the
     POST is first tried with verification, and on a certificate error tried
-    again without it. The whole exchange has one deadline.
+    again without it. The whole exchange, redirects included, has one
+    deadline.
 
     Args:
         url: The ``https:`` URI.
@@ -246,22 +252,73 @@ def post_report(
         context: The TLS context for verification (system trust by default).
         connect_to: ``{(host, port): (address, port)}``: connect elsewhere,
             keeping the host name for SNI, ``Host`` and verification (tests).
+        max_redirects: How many ``307``/``308`` redirects to follow.
         user_agent: The ``User-Agent`` header.
 
     Returns:
-        The outcome; never raises for network or TLS errors.
+        The outcome (its ``uri`` is ``url``, also after redirects); never
+        raises for network or TLS errors.
     """
+    deadline = time.monotonic() + timeout
+    current = url
+    hops = 0
+    while True:
+        answer = _post_to(
+            current,
+            body,
+            content_type=content_type,
+            deadline=deadline,
+            verify=verify,
+            context=context,
+            connect_to=connect_to,
+            user_agent=user_agent,
+        )
+        where = "" if current == url else f" from {current}"
+        if isinstance(answer, str):
+            return DeliveryResult(url, ok=False, detail=answer + where)
+        status, location = answer
+        if status in _KEEPS_POST and location and hops < max_redirects:
+            target = urllib.parse.urljoin(current, location)
+            if urllib.parse.urlsplit(target).scheme != "https":
+                return DeliveryResult(
+                    url, ok=False, detail=f"HTTP {status}{where}: redirect to {target} is not https"
+                )
+            current = target
+            hops += 1
+            continue
+        detail = f"HTTP {status}{where}"
+        if 300 <= status < 400 and max_redirects:
+            detail += (
+                " (too many redirects)"
+                if status in _KEEPS_POST
+                else " (redirect not followed: only 307 and 308 keep the POST)"
+            )
+        # RFC 8460 §5.4: any 2xx is success.
+        return DeliveryResult(url, ok=200 <= status < 300, detail=detail)
+
+
+def _post_to(
+    url: str,
+    body: bytes,
+    *,
+    content_type: str,
+    deadline: float,
+    verify: bool,
+    context: ssl.SSLContext | None,
+    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None,
+    user_agent: str,
+) -> tuple[int, str | None] | str:
+    # One POST: (status, Location) or what went wrong, in words.
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     try:
         port = parts.port or 443
     except ValueError:
-        return DeliveryResult(url, ok=False, detail="invalid port")
+        return "invalid port"
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     address = (connect_to or {}).get((host, port), (host, port))
-    deadline = time.monotonic() + timeout
     verified = context or ssl.create_default_context()
     request: dict[str, Any] = {
         "host": host,
@@ -274,22 +331,22 @@ def post_report(
         "user_agent": user_agent,
     }
     try:
-        return _post_once(url, context=verified, **request)
+        return _post_once(context=verified, **request)
     except ssl.SSLCertVerificationError as exc:
         if verify:
-            return DeliveryResult(url, ok=False, detail=f"certificate error: {exc.verify_message}")
+            return f"certificate error: {exc.verify_message}"
         log.warning(
             "TLS-RPT: %s: certificate error ignored (RFC 8460 §3): %s", url, exc.verify_message
         )
     except (OSError, http.client.HTTPException) as exc:
-        return DeliveryResult(url, ok=False, detail=f"{type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
     unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
     try:
-        return _post_once(url, context=unverified, **request)
+        return _post_once(context=unverified, **request)
     except (OSError, http.client.HTTPException) as exc:
-        return DeliveryResult(url, ok=False, detail=f"{type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _remaining(deadline: float) -> float:
@@ -300,7 +357,6 @@ def _remaining(deadline: float) -> float:
 
 
 def _post_once(
-    url: str,
     *,
     host: str,
     port: int,
@@ -311,7 +367,7 @@ def _post_once(
     context: ssl.SSLContext,
     deadline: float,
     user_agent: str,
-) -> DeliveryResult:
+) -> tuple[int, str | None]:
     raw = socket.create_connection(address, timeout=_remaining(deadline))
     try:
         sock = context.wrap_socket(raw, server_hostname=host)
@@ -335,10 +391,10 @@ def _post_once(
         sock.settimeout(_remaining(deadline))
         response.read(_RESPONSE_CAP)  # the body is not used; read at most the cap
         status = response.status
+        location = response.getheader("Location")
     finally:
         conn.close()
-    # RFC 8460 §5.4: any 2xx is success; a 3xx is not followed (AMB-26).
-    return DeliveryResult(url, ok=200 <= status < 300, detail=f"HTTP {status}")
+    return status, location
 
 
 class _STARTTLSFailedError(Exception):
@@ -762,6 +818,8 @@ class ReportSender:
         https_verify: Refuse ``https:`` endpoints whose certificate does not
             verify (default: log and ignore, AMB-26).
         https_context: TLS context for verifying them.
+        https_max_redirects: Follow up to this many ``307``/``308``
+            redirects of ``https:`` endpoints (default none, AMB-26).
         connect_to: ``{(host, port): (address, port)}`` overrides (tests).
         initial_backoff: The first retry wait (RPT-SEND-20).
         retry_period: How long to retry after the first attempt.
@@ -790,6 +848,7 @@ class ReportSender:
     https_timeout: float = 60.0
     https_verify: bool = False
     https_context: ssl.SSLContext | None = None
+    https_max_redirects: int = 0
     connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None
     initial_backoff: timedelta = DEFAULT_INITIAL_BACKOFF
     retry_period: timedelta = DEFAULT_RETRY_PERIOD
@@ -939,6 +998,7 @@ class ReportSender:
             verify=self.https_verify,
             context=self.https_context,
             connect_to=self.connect_to,
+            max_redirects=self.https_max_redirects,
         )
 
 
