@@ -7,11 +7,13 @@ import inspect
 import logging
 import math
 import os
+import signal
 import socket
 import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -846,9 +848,14 @@ class TestRun:
     @pytest.mark.asyncio
     @pytest.mark.parametrize("refresh", [True, False])
     async def test_run_until_stopped(
-        self, https: HTTPSServer, dns_server: DNSServer, tmp_path: Path, refresh: bool
+        self,
+        https: HTTPSServer,
+        dns_server: DNSServer,
+        tmp_path: Path,
+        refresh: bool,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """run() serves from a configuration, sends READY/STOPPING, and stops on its event."""
+        """run() serves from a configuration, sends READY/STOPPING, logs stats on SIGUSR1, stops on its event."""
         cafile = tmp_path / "ca.pem"
         cafile.write_bytes(https.root.pem)
         path = tmp_path / "run.sock"
@@ -872,7 +879,12 @@ class TestRun:
                         await asyncio.sleep(0.02)
                 client = Client(*await asyncio.open_unix_connection(path))
                 assert [SECURE] == await client.ask("postfix enforce.test")
+                assert [SECURE] == await client.ask("postfix enforce.test")
                 client.close()
+                with caplog.at_level(logging.INFO, logger="smtpsts.postfix.server"):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    await asyncio.sleep(0.1)
+                assert "stats: connections=1 refused=0 requests=2 cached=1 errors=0" in caplog.text
                 stop.set()
                 await task
                 assert [b"READY=1", b"STOPPING=1"] == [sock.recv(100), sock.recv(100)]
@@ -925,6 +937,43 @@ class TestCLI:
             _out, err = process.communicate(timeout=20)
         assert 0 == process.returncode
         assert "shutting down" in err
+
+    def test_query(
+        self, https: HTTPSServer, dns_server: DNSServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`smtpsts postfix query` asks a running server as Postfix would and prints the answers."""
+        loop = asyncio.new_event_loop()
+        running = PolicyServer(make_config(), make_resolver(https, dns_server))
+        loop.run_until_complete(running.start())
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        try:
+            host, port = running.addresses[0][:2]
+            server = f"{host}:{port}"
+            assert 0 == main(["postfix", "query", "--server", server, "enforce.test", "[1.2.3.4]"])
+            out = capsys.readouterr().out
+            assert f"enforce.test\t{SECURE.decode()}\n[1.2.3.4]\tNOTFOUND \n" == out
+            assert 0 == main(
+                ["postfix", "query", "--server", server, "--name", "strict", "testing.test"]
+            )
+            assert f"testing.test\t{SECURE.decode()}\n" == capsys.readouterr().out
+            # A key the server refuses to read closes the connection: reported, exit 1.
+            long_key = "a" * 2000
+            assert 1 == main(["postfix", "query", "--server", server, long_key])
+            assert "closed the connection after 0 of 1 answers" in capsys.readouterr().err
+        finally:
+            asyncio.run_coroutine_threadsafe(running.close(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+        assert 1 == main(["postfix", "query", "--server", f"127.0.0.1:{free}", "x.test"])
+        assert "Connection refused" in capsys.readouterr().err
+        assert 1 == main(["postfix", "query", "--server", "unix:/nonexistent/sock", "x.test"])
+        assert 2 == main(["postfix", "query", "--server", "nope", "x.test"])
+        assert 2 == main(["postfix", "query", "--timeout", "0", "x.test"])
 
     @pytest.mark.parametrize(
         ("argv", "message"),

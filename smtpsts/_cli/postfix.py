@@ -1,9 +1,10 @@
 """
-``smtpsts postfix serve`` and ``smtpsts postfix config-from-pmsr FILE``.
+The ``smtpsts postfix`` commands: ``serve``, ``query`` and ``config-from-pmsr``.
 
 ``serve`` runs the socketmap TLS policy server for Postfix's
 ``smtp_tls_policy_maps`` (see :mod:`smtpsts.postfix.server`), from a TOML
-configuration file, from options alone, or both (options win).
+configuration file, from options alone, or both (options win). ``query``
+asks a running server, as Postfix would.
 ``config-from-pmsr`` prints the TOML equivalent of a postfix-mta-sts-resolver
 YAML configuration.
 """
@@ -18,7 +19,13 @@ from typing import Any
 
 import attrs
 
-from smtpsts.postfix.config import ConfigError, ServerConfig, config_from_pmsr, load_config
+from smtpsts.postfix.config import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    ServerConfig,
+    config_from_pmsr,
+    load_config,
+)
 
 __all__ = ["register"]
 
@@ -78,6 +85,26 @@ def register(sub: Any) -> None:
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log verbosity")
     serve.set_defaults(handler=_serve)
+    query = group.add_parser(
+        "query",
+        help="ask a running policy server, as Postfix would",
+        description="Send socketmap lookups to a running server and print each answer "
+        "(like postmap -q KEY socketmap:inet:HOST:PORT:NAME).",
+    )
+    query.add_argument("keys", nargs="+", metavar="KEY", help="next-hop domain(s) to look up")
+    query.add_argument(
+        "--server",
+        default=DEFAULT_LISTEN,
+        metavar="ADDR:PORT|unix:PATH",
+        help=f"where the server listens (default {DEFAULT_LISTEN})",
+    )
+    query.add_argument(
+        "--name", default="postfix", help="the socketmap name, which selects the zone"
+    )
+    query.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline for all answers"
+    )
+    query.set_defaults(handler=_query)
     convert = group.add_parser(
         "config-from-pmsr",
         help="convert a postfix-mta-sts-resolver YAML configuration to TOML",
@@ -172,6 +199,53 @@ def _serve(args: argparse.Namespace) -> int:
         serve(config)
     except (OSError, sqlite3.Error) as e:
         return _usage(f"cannot serve: {e}")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from smtpsts.postfix.netstring import NetstringDecoder, NetstringError, encode  # noqa: PLC0415
+    from smtpsts.postfix.server import parse_listen  # noqa: PLC0415
+
+    try:
+        where = parse_listen(args.server)
+    except ValueError as e:
+        return _usage(str(e))
+    if not args.timeout > 0:
+        return _usage("--timeout must be positive")
+    requests = [encode(f"{args.name} {key}".encode()) for key in args.keys]
+    decoder = NetstringDecoder(64 * 1024)
+    answers: list[bytes] = []
+    deadline = time.monotonic() + args.timeout
+    try:
+        if isinstance(where, str):
+            sock = socket.socket(socket.AF_UNIX)
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in where[0] else socket.AF_INET)
+        with sock:
+            sock.settimeout(args.timeout)
+            sock.connect(where)
+            sock.sendall(b"".join(requests))
+            while len(answers) < len(requests):
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answers += decoder.feed(data)
+    except (OSError, NetstringError) as e:
+        print(f"smtpsts postfix query: {args.server}: {e}", file=sys.stderr)
+        return 1
+    for key, answer in zip(args.keys, answers, strict=False):
+        print(f"{key}\t{answer.decode('utf-8', 'replace')}")
+    if len(answers) < len(requests):
+        print(
+            f"smtpsts postfix query: {args.server} closed the connection after "
+            f"{len(answers)} of {len(requests)} answers",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -434,6 +434,17 @@ class PolicyServer:
 
     # ------------------------------------------------------------------ connections
 
+    def log_stats(self) -> None:
+        """Log the request counters at INFO level (``smtpsts postfix serve`` does on SIGUSR1)."""
+        counters = " ".join(f"{name}={value}" for name, value in self.stats.items())
+        log.info(
+            "stats: %s open=%d answers_cached=%d lookups_running=%d",
+            counters,
+            len(self._connections),
+            len(self._answers.entries),
+            len(self._inflight),
+        )
+
     def _connection(self) -> _Connection:
         return _Connection(self, self._answers, self._connections, self._request)
 
@@ -835,7 +846,7 @@ def build_dane(config: ServerConfig) -> DaneChecker | None:
 
 async def run(config: ServerConfig, *, stop: asyncio.Event | None = None) -> None:
     """
-    Serve until SIGTERM/SIGINT (or until ``stop`` is set).
+    Serve until SIGTERM/SIGINT (or until ``stop`` is set); SIGUSR1 logs the counters.
 
     Args:
         config: The server configuration.
@@ -847,9 +858,10 @@ async def run(config: ServerConfig, *, stop: asyncio.Event | None = None) -> Non
     server = PolicyServer(config, resolver, dane=build_dane(config))
     await server.start()
     installed = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    handlers = {signal.SIGTERM: stop.set, signal.SIGINT: stop.set, signal.SIGUSR1: server.log_stats}
+    for signum, handler in handlers.items():
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, handler)
             installed.append(signum)
     refresh = asyncio.create_task(resolver.arefresh_forever()) if config.refresh else None
     sd_notify("READY=1")
