@@ -89,7 +89,8 @@ class ServerConfig:
             validating resolver on loopback also enables DANE checks.
         dns_timeout: Seconds per DNS lookup.
         dns_cache: Keep DNS answers for their TTL (the TXT record is still
-            checked on every lookup, through this cache: STS-CACHE-08).
+            checked on every lookup that the answer cache does not answer,
+            through this cache: STS-CACHE-08).
         trust_ad: Trust the resolver's DNSSEC AD bit (``None``: only on
             loopback, DANE-02).
         cafile: PEM trust store for policy hosts (``None``: the system's).

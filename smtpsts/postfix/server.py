@@ -804,8 +804,9 @@ def build_resolver(config: ServerConfig) -> PolicyResolver:
         from smtpsts.io._resolver import make_async_resolver  # noqa: PLC0415
         from smtpsts.io.dns import AsyncDNSResolver  # noqa: PLC0415
 
-        # STS-CACHE-08: the TXT record is checked on every lookup, through a
-        # DNS cache that honours the record's TTL.
+        # STS-CACHE-08: the TXT record is checked on every lookup (that the
+        # answer cache does not answer), through a DNS cache that honours the
+        # record's TTL.
         dnspython = make_async_resolver(config.nameservers, lifetime=config.dns_timeout)
         dnspython.cache = dns.resolver.LRUCache(DNS_CACHE_SIZE)
         aresolver = AsyncDNSResolver(resolver=dnspython)
