@@ -345,6 +345,37 @@ class TestAnswerCache:
             await running.close()
 
     @pytest.mark.asyncio
+    async def test_pipelined_hits_then_misses(
+        self, https: HTTPSServer, dns_server: DNSServer
+    ) -> None:
+        """Cached requests at the head of a pipelined read are answered at once; the rest keep their order."""
+        resolver = counting_resolver(https, dns_server)
+        running = PolicyServer(make_config(), resolver)
+        await running.start()
+        try:
+            client = await Client.connect(running)
+            assert [SECURE, b"NOTFOUND "] == await client.ask(
+                "postfix enforce.test", "postfix nopolicy.test"
+            )
+            requests = [
+                *["postfix enforce.test", "postfix nopolicy.test"] * 3,
+                "postfix slow.test",
+                "postfix enforce.test",
+                "postfix [192.0.2.1]",
+                "postfix other.test",
+                "postfix nopolicy.test",
+            ]
+            expected = [SECURE, b"NOTFOUND "] * 3 + [SECURE, SECURE] + [b"NOTFOUND "] * 3
+            assert expected == await client.ask(*requests)
+            assert ["enforce.test", "nopolicy.test", "slow.test", "other.test"] == resolver.lookups
+            # Cached requests, then a malformed netstring: answers, then the close.
+            await client.send(encode(b"postfix enforce.test") * 2 + b"xx:")
+            assert await client.closed()
+            assert [SECURE, SECURE] == client.answers
+        finally:
+            await running.close()
+
+    @pytest.mark.asyncio
     async def test_identical_requests_share_a_lookup(
         self, https: HTTPSServer, dns_server: DNSServer
     ) -> None:
@@ -1187,6 +1218,7 @@ UVLOOP_CASES = [
     ("TestAnswers", "test_pipelined_answers_in_order"),
     ("TestAnswers", "test_timeouts"),
     ("TestAnswerCache", "test_repeats_answered_from_cache"),
+    ("TestAnswerCache", "test_pipelined_hits_then_misses"),
     ("TestAnswerCache", "test_cached_answers_wait_for_earlier_lookups"),
     ("TestAnswerCache", "test_identical_requests_share_a_lookup"),
     ("TestAnswerCache", "test_client_that_does_not_read"),
