@@ -20,6 +20,7 @@ import ssl
 import struct
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -224,6 +225,10 @@ def server_context(issued: Issued) -> ssl.SSLContext:
 # --------------------------------------------------------------------------- DNS
 
 
+_MAX_CNAME_CHAIN = 8
+_QUERY_LOG = 100_000
+
+
 def _name(text: str) -> dns.name.Name:
     return dns.name.from_text(text if text.endswith(".") else text + ".")
 
@@ -232,21 +237,53 @@ class DNSServer:
     """
     An authoritative DNS server on ``127.0.0.1:<port>`` (UDP and TCP).
 
-    Answers from records set at run time; NXDOMAIN/NODATA with an SOA;
-    SERVFAIL for names set with :meth:`servfail`. Answers for names under a
-    :meth:`secure` suffix carry the AD bit: the lab's stand-in for a
-    DNSSEC-validating resolver, which the lab trusts explicitly (the zones
-    are not signed).
+    Answers from records set at run time, following CNAMEs it knows (like an
+    authoritative server for in-zone targets); NODATA for a known name
+    without the asked type and NXDOMAIN for an unknown one, both with an SOA
+    whose minimum is ``negative_ttl``; SERVFAIL for names set with
+    :meth:`servfail`; no reply at all for names set with :meth:`drop`.
+    Answers for names under a :meth:`secure` suffix carry the AD bit: the
+    lab's stand-in for a DNSSEC-validating resolver, which the lab trusts
+    explicitly (the zones are not signed). Every query is logged in
+    :attr:`queries` as ``(name, type)`` (the latest 100,000).
+
+    Args:
+        negative_ttl: The SOA TTL and minimum of negative answers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, negative_ttl: int = 30) -> None:
+        self.negative_ttl = negative_ttl
         self._lock = threading.Lock()
         self._records: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
         self._servfail: set[dns.name.Name] = set()
+        self._drop: set[dns.name.Name] = set()
         self._secure: set[dns.name.Name] = set()
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
+        self.queries: deque[tuple[str, str]] = deque(maxlen=_QUERY_LOG)
+        """The latest queries, as ``(lower-case name with root dot, type)``."""
         self.port = 0
+
+    def add(self, name: str, rdtype: str, *rdatas: str, ttl: int = 300) -> None:
+        """
+        Add records of one type at ``name`` (the RRset takes ``ttl``).
+
+        Args:
+            name: The owner name.
+            rdtype: The type, e.g. ``"TXT"``.
+            rdatas: Presentation-format rdata, e.g. ``'"v=STSv1; " "id=1;"'``.
+            ttl: The TTL.
+        """
+        owner, kind = _name(name), dns.rdatatype.from_text(rdtype)
+        with self._lock:
+            rrset = self._records.get((owner, kind))
+            if rrset is None:
+                rrset = self._records[(owner, kind)] = dns.rrset.RRset(
+                    owner, dns.rdataclass.IN, kind
+                )
+            for text in rdatas:
+                rrset.add(dns.rdata.from_text(dns.rdataclass.IN, kind, text), ttl)
+            rrset.ttl = ttl
 
     def set(self, name: str, rdtype: str, *rdatas: str, ttl: int = 300) -> None:
         """
@@ -258,14 +295,35 @@ class DNSServer:
             rdatas: Presentation-format rdata.
             ttl: The TTL.
         """
-        owner, kind = _name(name), dns.rdatatype.from_text(rdtype)
+        self.remove(name, rdtype)
+        if rdatas:
+            self.add(name, rdtype, *rdatas, ttl=ttl)
+
+    def remove(self, name: str, rdtype: str | None = None) -> None:
+        """
+        Remove the records of one type at ``name``, or all of its records.
+
+        Args:
+            name: The owner name.
+            rdtype: The type, or ``None`` for every type.
+        """
+        owner = _name(name)
+        kind = None if rdtype is None else dns.rdatatype.from_text(rdtype)
         with self._lock:
-            self._records.pop((owner, kind), None)
-            if rdatas:
-                rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, kind)
-                for text in rdatas:
-                    rrset.add(dns.rdata.from_text(dns.rdataclass.IN, kind, text), ttl)
-                self._records[(owner, kind)] = rrset
+            for key in [k for k in self._records if k[0] == owner]:
+                if kind is None or key[1] == kind:
+                    del self._records[key]
+
+    def cname(self, name: str, target: str, *, ttl: int = 300) -> None:
+        """
+        Make ``name`` an alias of ``target``.
+
+        Args:
+            name: The alias.
+            target: The canonical name.
+            ttl: The TTL.
+        """
+        self.set(name, "CNAME", _name(target).to_text(), ttl=ttl)
 
     def servfail(self, name: str, *, on: bool = True) -> None:
         """
@@ -277,6 +335,32 @@ class DNSServer:
         """
         with self._lock:
             (self._servfail.add if on else self._servfail.discard)(_name(name))
+
+    def drop(self, name: str, *, on: bool = True) -> None:
+        """
+        Never answer queries for ``name`` (or answer them again): clients time out.
+
+        Args:
+            name: The owner name.
+            on: Start (``True``) or stop.
+        """
+        with self._lock:
+            (self._drop.add if on else self._drop.discard)(_name(name))
+
+    def count(self, name: str, rdtype: str) -> int:
+        """
+        How many queries for ``name`` and ``rdtype`` arrived so far.
+
+        Args:
+            name: The owner name.
+            rdtype: The type, e.g. ``"TXT"``.
+
+        Returns:
+            The count.
+        """
+        key = (_name(name).to_text().lower(), rdtype.upper())
+        with self._lock:
+            return self.queries.count(key)
 
     def secure(self, suffix: str) -> None:
         """
@@ -315,23 +399,15 @@ class DNSServer:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         with self._lock:
+            self.queries.append((qname.to_text().lower(), dns.rdatatype.to_text(qtype)))
+            if qname in self._drop:
+                return None
             if qname in self._servfail:
                 response.set_rcode(dns.rcode.SERVFAIL)
                 return response.to_wire()
             if any(qname.is_subdomain(s) for s in self._secure):
                 response.flags |= dns.flags.AD
-            rrset = self._records.get((qname, qtype))
-            if rrset is not None:
-                response.answer.append(rrset)
-            else:
-                if not any(key[0] == qname for key in self._records):
-                    response.set_rcode(dns.rcode.NXDOMAIN)
-                apex = qname.parent() if len(qname) > 2 else qname
-                response.authority.append(
-                    dns.rrset.from_text(
-                        apex, 30, "IN", "SOA", f"ns.{apex} host.{apex} 1 3600 600 86400 30"
-                    )
-                )
+            self._answer(response, qname, qtype)
         if udp:
             limit = max(512, query.payload) if query.edns >= 0 else 512
             try:
@@ -341,6 +417,33 @@ class DNSServer:
                 response.authority.clear()
                 response.flags |= dns.flags.TC
         return response.to_wire()
+
+    def _answer(self, response: dns.message.Message, qname: dns.name.Name, qtype: int) -> None:
+        # The records, following known CNAMEs; else NXDOMAIN/NODATA with an SOA.
+        owner = qname
+        for _ in range(_MAX_CNAME_CHAIN):
+            rrset = self._records.get((owner, qtype))
+            if rrset is not None:
+                response.answer.append(rrset)
+                return
+            alias = self._records.get((owner, dns.rdatatype.CNAME))
+            if alias is None:
+                break
+            response.answer.append(alias)
+            owner = alias[0].target
+            if owner in self._servfail:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                response.answer.clear()
+                return
+        if not any(key[0] == owner for key in self._records):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        apex = owner.parent() if len(owner) > 2 else owner
+        ttl = self.negative_ttl
+        response.authority.append(
+            dns.rrset.from_text(
+                apex, ttl, "IN", "SOA", f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {ttl}"
+            )
+        )
 
     def start(self) -> Self:
         """
