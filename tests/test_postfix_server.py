@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -102,12 +103,23 @@ def make_resolver(https: HTTPSServer, dns_server: DNSServer) -> PolicyResolver:
     )
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    config: ServerConfig, resolver: PolicyResolver, *, dane: DaneChecker | None = None
+) -> AsyncIterator[PolicyServer]:
+    """A started PolicyServer, closed on the way out."""
+    running = PolicyServer(config, resolver, dane=dane)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
 @pytest_asyncio.fixture
 async def server(https: HTTPSServer, dns_server: DNSServer) -> AsyncIterator[PolicyServer]:
-    running = PolicyServer(make_config(), make_resolver(https, dns_server))
-    await running.start()
-    yield running
-    await running.close()
+    async with serving(make_config(), make_resolver(https, dns_server)) as running:
+        yield running
 
 
 class Client:
@@ -252,9 +264,7 @@ class TestAnswerCache:
     ) -> None:
         """A repeated request is answered without a lookup; a new key form is looked up once."""
         resolver = counting_resolver(https, dns_server)
-        running = PolicyServer(make_config(), resolver)
-        await running.start()
-        try:
+        async with serving(make_config(), resolver) as running:
             client = await Client.connect(running)
             repeats = ["postfix enforce.test", "postfix nopolicy.test", "strict testing.test"]
             first = await client.ask(*repeats)
@@ -271,25 +281,19 @@ class TestAnswerCache:
             )
             assert 5 == len(resolver.lookups)
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_expiry_and_off(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """Answers are reused for answer_ttl only; answer_ttl 0 looks up every request."""
         for ttl, lookups in ((0.3, 2), (0.0, 4)):
             resolver = counting_resolver(https, dns_server)
-            running = PolicyServer(make_config(answer_ttl=ttl), resolver)
-            await running.start()
-            try:
+            async with serving(make_config(answer_ttl=ttl), resolver) as running:
                 client = await Client.connect(running)
                 for pause in (0, 0.4, 0, 0):
                     await asyncio.sleep(pause)
                     assert [SECURE] == await client.ask("postfix enforce.test")
                 assert lookups == len(resolver.lookups)
                 client.close()
-            finally:
-                await running.close()
 
     @pytest.mark.asyncio
     async def test_never_past_policy_expiry(
@@ -297,9 +301,7 @@ class TestAnswerCache:
     ) -> None:
         """STS-CACHE-03: an answer is not reused after the policy it came from expires."""
         resolver = counting_resolver(https, dns_server)
-        running = PolicyServer(make_config(answer_ttl=3600), resolver)
-        await running.start()
-        try:
+        async with serving(make_config(answer_ttl=3600), resolver) as running:
             client = await Client.connect(running)
             assert [SECURE] == await client.ask("postfix enforce.test")
             entry = resolver.store.get("enforce.test")  # type: ignore[union-attr]
@@ -315,16 +317,12 @@ class TestAnswerCache:
             assert [SECURE] == await client.ask("postfix enforce.test")
             assert 3 == len(resolver.lookups)
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_failures_not_cached(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """Timeouts and failed discoveries are looked up again on the next request."""
         resolver = counting_resolver(https, dns_server)
-        running = PolicyServer(make_config(), resolver)
-        await running.start()
-        try:
+        async with serving(make_config(), resolver) as running:
             client = await Client.connect(running)
             assert [b"NOTFOUND "] * 2 == await client.ask("quick stall.test", "quick stall.test")
             dns_server.servfail("_mta-sts.broken.test")
@@ -341,8 +339,6 @@ class TestAnswerCache:
             assert 0 == running.stats["cached"]
             assert 3 == resolver.lookups.count("stall.test") + resolver.lookups.count("broken.test")
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_pipelined_hits_then_misses(
@@ -350,9 +346,7 @@ class TestAnswerCache:
     ) -> None:
         """Cached requests at the head of a pipelined read are answered at once; the rest keep their order."""
         resolver = counting_resolver(https, dns_server)
-        running = PolicyServer(make_config(), resolver)
-        await running.start()
-        try:
+        async with serving(make_config(), resolver) as running:
             client = await Client.connect(running)
             assert [SECURE, b"NOTFOUND "] == await client.ask(
                 "postfix enforce.test", "postfix nopolicy.test"
@@ -372,8 +366,6 @@ class TestAnswerCache:
             await client.send(encode(b"postfix enforce.test") * 2 + b"xx:")
             assert await client.closed()
             assert [SECURE, SECURE] == client.answers
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_identical_requests_share_a_lookup(
@@ -381,9 +373,7 @@ class TestAnswerCache:
     ) -> None:
         """Identical requests that arrive while their lookup runs wait for that lookup."""
         resolver = counting_resolver(https, dns_server)
-        running = PolicyServer(make_config(answer_ttl=0), resolver)
-        await running.start()
-        try:
+        async with serving(make_config(answer_ttl=0), resolver) as running:
             clients = [await Client.connect(running) for _ in range(3)]
             answers = await asyncio.gather(*(c.ask(*["postfix slow.test"] * 5) for c in clients))
             assert [[SECURE] * 5] * 3 == answers
@@ -391,15 +381,13 @@ class TestAnswerCache:
             assert not running._inflight
             for client in clients:
                 client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_bounded(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """The answer cache keeps at most answer_entries answers, dropping the oldest."""
-        running = PolicyServer(make_config(answer_entries=2), counting_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(
+            make_config(answer_entries=2), counting_resolver(https, dns_server)
+        ) as running:
             client = await Client.connect(running)
             for domain in ("a", "b", "c"):
                 assert [b"NOTFOUND "] == await client.ask(f"postfix {domain}.test")
@@ -408,17 +396,15 @@ class TestAnswerCache:
                 running._answers.framed
             )
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_cached_answers_wait_for_earlier_lookups(
         self, https: HTTPSServer, dns_server: DNSServer
     ) -> None:
         """Cached answers pipelined behind a slow lookup are sent after it, in request order."""
-        running = PolicyServer(make_config(max_pending=4), counting_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(
+            make_config(max_pending=4), counting_resolver(https, dns_server)
+        ) as running:
             client = await Client.connect(running)
             assert [SECURE, b"NOTFOUND "] == await client.ask(
                 "postfix enforce.test", "postfix nopolicy.test"
@@ -429,8 +415,6 @@ class TestAnswerCache:
             ] * 20
             assert [SECURE] + [SECURE, b"NOTFOUND "] * 20 == await client.ask(*requests)
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_client_that_does_not_read(self, server: PolicyServer) -> None:
@@ -457,9 +441,9 @@ class TestAnswerCache:
     ) -> None:
         """A client that never reads its answers is closed when idle, then dropped."""
         caplog.set_level(logging.INFO, logger="smtpsts.postfix.server")
-        running = PolicyServer(make_config(idle_timeout=0.3), make_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(
+            make_config(idle_timeout=0.3), make_resolver(https, dns_server)
+        ) as running:
             client = await Client.connect(running)
             assert [SECURE] == await client.ask("postfix enforce.test")
             client.writer.write(encode(b"postfix enforce.test") * 200_000)
@@ -468,8 +452,6 @@ class TestAnswerCache:
                     await asyncio.sleep(0.05)
             assert "answers not read; dropped" in caplog.text
             client.writer.transport.abort()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_dane_verdict_bounds_reuse(
@@ -481,9 +463,7 @@ class TestAnswerCache:
         fake = FakeDNSSEC(mx, {"m": TLSALookup(DNSStatus.INSECURE, "m", 25)})
         checker = DaneChecker(fake, clock=lambda: now[0])  # type: ignore[arg-type]
         config = make_config(default_zone=Zone(timeout=5), answer_ttl=3600)
-        running = PolicyServer(config, make_resolver(https, dns_server), dane=checker)
-        await running.start()
-        try:
+        async with serving(config, make_resolver(https, dns_server), dane=checker) as running:
             client = await Client.connect(running)
             assert [SECURE] == await client.ask("postfix enforce.test")
             (until, _answer) = running._answers.entries[b"postfix enforce.test"]
@@ -495,8 +475,6 @@ class TestAnswerCache:
             fake.trusted = False
             assert math.inf == checker.reusable_for("enforce.test")
             client.close()
-        finally:
-            await running.close()
 
 
 class TestConnections:
@@ -521,9 +499,7 @@ class TestConnections:
     ) -> None:
         """Idle connections and clients stuck inside a netstring (one byte at a time) are closed."""
         config = make_config(idle_timeout=0.4)
-        running = PolicyServer(config, make_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(config, make_resolver(https, dns_server)) as running:
             idle = await Client.connect(running)
             drip = await Client.connect(running)
             started = time.monotonic()
@@ -535,15 +511,13 @@ class TestConnections:
             assert await idle.closed()
             assert await drip.closed()
             assert time.monotonic() - started < 3
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_connection_limit(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """Connections over max_connections are closed at once; the others keep working."""
-        running = PolicyServer(make_config(max_connections=2), make_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(
+            make_config(max_connections=2), make_resolver(https, dns_server)
+        ) as running:
             first = await Client.connect(running)
             second = await Client.connect(running)
             assert [SECURE] == await first.ask("postfix enforce.test")
@@ -554,8 +528,6 @@ class TestConnections:
             assert [SECURE] == await first.ask("postfix enforce.test")
             first.close()
             second.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_vanishing_clients(self, server: PolicyServer) -> None:
@@ -617,15 +589,11 @@ class TestConnections:
         self, https: HTTPSServer, dns_server: DNSServer
     ) -> None:
         """With max_pending 2, a deep pipeline of slow lookups is still answered fully and in order."""
-        running = PolicyServer(make_config(max_pending=2), make_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(make_config(max_pending=2), make_resolver(https, dns_server)) as running:
             client = await Client.connect(running)
             requests = ["postfix slow.test", "postfix .x.test"] * 10
             assert [SECURE, b"NOTFOUND "] * 10 == await client.ask(*requests)
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_graceful_close(self, https: HTTPSServer, dns_server: DNSServer) -> None:
@@ -649,17 +617,13 @@ class TestConnections:
         """A unix socket listener gets the configured mode and answers like TCP."""
         path = tmp_path / "policy.sock"
         config = make_config(listen=(f"unix:{path}",), unix_mode=0o600)
-        running = PolicyServer(config, make_resolver(https, dns_server))
-        await running.start()
-        try:
+        async with serving(config, make_resolver(https, dns_server)) as running:
             assert 0o600 == stat.S_IMODE(path.stat().st_mode)
             reader, writer = await asyncio.open_unix_connection(path)
             client = Client(reader, writer)
             assert [SECURE] == await client.ask("postfix enforce.test")
             assert [str(path)] == running.addresses
             client.close()
-        finally:
-            await running.close()
 
 
 class FakeDNSSEC:
@@ -743,16 +707,12 @@ class TestDane:
         )
         checker = DaneChecker(FakeDNSSEC(mx, {"mx.enforce.test": secure("m", USABLE)}))  # type: ignore[arg-type]
         config = make_config(default_zone=Zone(timeout=5))
-        running = PolicyServer(config, make_resolver(https, dns_server), dane=checker)
-        await running.start()
-        try:
+        async with serving(config, make_resolver(https, dns_server), dane=checker) as running:
             client = await Client.connect(running)
             assert [b"OK dane-only", b"NOTFOUND "] == await client.ask(
                 "postfix enforce.test", "postfix testing.test"
             )
             client.close()
-        finally:
-            await running.close()
 
     @pytest.mark.asyncio
     async def test_checker_cache_and_single_flight(self) -> None:
@@ -789,14 +749,10 @@ class TestDane:
         mx = DNSSECAnswer(DNSStatus.SECURE, "x", "MX", records=(MXRecord(10, "m"),), secure=True)
         checker = DaneChecker(FakeDNSSEC(mx, {"m": secure("m", USABLE)}, delay=5))  # type: ignore[arg-type]
         config = make_config(default_zone=Zone(timeout=5), dns_timeout=0.2)
-        running = PolicyServer(config, make_resolver(https, dns_server), dane=checker)
-        await running.start()
-        try:
+        async with serving(config, make_resolver(https, dns_server), dane=checker) as running:
             client = await Client.connect(running)
             assert [SECURE] == await client.ask("postfix enforce.test")
             client.close()
-        finally:
-            await running.close()
 
     def test_build_dane(self) -> None:
         """No checker when every zone has dane off; an untrusted resolver is logged."""
@@ -1304,13 +1260,9 @@ class TestDaneLab:
         )
         checker = build_dane(config)
         assert checker is not None
-        running = PolicyServer(config, resolver, dane=checker)
-        await running.start()
-        try:
+        async with serving(config, resolver, dane=checker) as running:
             client = await Client.connect(running)
             answers = await client.ask(*(f"postfix {n}.test" for n in names))
             secure = [f"OK secure match=mx.{n}.test servername=hostname".encode() for n in names]
             assert [b"OK dane-only", secure[1], secure[2], secure[3], b"OK dane-only"] == answers
             client.close()
-        finally:
-            await running.close()

@@ -545,9 +545,11 @@ def deliver_connection(
     for candidate in candidates:
         mx = candidate.mx
         override = options.connect_to.get((mx.host, port))
-        addresses: list[tuple[str, int]] | None = [override] if override is not None else None
-        if override is None:
-            addresses = _addresses(resolver.lookup_addresses(mx.host), port)
+        addresses = (
+            [override]
+            if override is not None
+            else _addresses(resolver.lookup_addresses(mx.host), port)
+        )
         if addresses is None:
             final = route.no_addresses(mx, port)
             if final is not None:
@@ -759,9 +761,11 @@ async def adeliver_connection(
     for candidate in candidates:
         mx = candidate.mx
         override = options.connect_to.get((mx.host, port))
-        addresses: list[tuple[str, int]] | None = [override] if override is not None else None
-        if override is None:
-            addresses = _addresses(await resolver.lookup_addresses(mx.host), port)
+        addresses = (
+            [override]
+            if override is not None
+            else _addresses(await resolver.lookup_addresses(mx.host), port)
+        )
         if addresses is None:
             final = route.no_addresses(mx, port)
             if final is not None:

@@ -30,9 +30,9 @@ DEFAULT_MAX_LENGTH: Final = 1024 + 64
 """The payload cap used by the socketmap server: a 1024-byte key plus the map name."""
 
 _MAX_DIGITS: Final = 10
+"""Lengths with more digits than this are refused before they are read in full."""
 
 _COMMA: Final = ord(",")
-"""Lengths with more digits than this are refused before they are read in full."""
 
 
 class NetstringError(ParseError):
