@@ -1,35 +1,75 @@
 """
 Task runner: ``nox`` runs every session; ``nox -s tests`` just the tests.
 
+Missing interpreters are errors, so a run that could not test fails (issue 12).
+The tests run with the latest dependencies on every supported Python found
+(3.11, 3.12, 3.13: an interpreter counts as found when ``pythonX.Y`` runs),
+and with the oldest dependencies on the oldest one found; the other sessions
+run on that oldest one too. With none found they ask for 3.11, which fails.
+
 Sessions: tests (latest and oldest supported dependencies), coverage, lint,
-mypy, docs, docs-doctests, vectors, conformance, build.
+mypy, docs, docs-doctests, vectors, conformance, build, fuzz-smoke (5,000
+inputs per fuzz target). Not run by default: fuzz (1,000,000 inputs per
+target; ``nox -s fuzz -- --runs N [TARGET ...]``).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
+# A session whose interpreter is missing fails the run instead of being skipped.
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+# The Pythons we support and test (pyproject.toml classifiers list the same).
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+
+
+def _runs(version: str) -> bool:
+    """Whether ``pythonX.Y`` is nox's own or on PATH and runs (a pyenv shim may not)."""
+    if version == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return True  # nox runs sessions of its own version with its own interpreter
+    exe = shutil.which(f"python{version}")
+    if exe is None:
+        return False
+    try:
+        done = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == version
+
+
+# Supported Pythons found here; with none, all of them, so that nox reports them missing.
+FOUND_PYTHONS = [v for v in SUPPORTED_PYTHONS if _runs(v)] or list(SUPPORTED_PYTHONS)
+PYTHON = FOUND_PYTHONS[0]
 # Debian packages for the tests that run real servers (STYLE.md §3.6).
 SERVICE_PACKAGES = {
     "redis-server": "redis-server",
     "nsd": "nsd",
     "unbound": "unbound",
     "postfix": "postfix",
+    "/usr/lib/postgresql/*/bin/pg_ctl": "postgresql",
 }
 ADAPTERS = [
     "smtpsts/io/*",
     "smtpsts/stores/*",
     "smtpsts/_cli/*",
     "smtpsts/postfix/server.py",
+    "smtpsts/postfix/metrics.py",
     "smtpsts/lab/*",
     "smtpsts/__main__.py",
 ]
@@ -49,6 +89,15 @@ REQUIRED_CONFORMANCE = [
     "DANE",
     "SEC",
 ]
+
+
+# Fuzzing (fuzz/run.py): inputs per target for the full campaign and the CI smoke.
+FUZZ_RUNS = 1_000_000
+FUZZ_SMOKE_RUNS = 5_000
+# Debian packages that build atheris from source when no wheel fits (clang with
+# libFuzzer; libclang-rt-dev follows Debian's default clang); atheris 3.0.0 has
+# CPython 3.11 wheels for x86_64, so rarely needed.
+FUZZ_BUILD_PACKAGES = ["clang", "libclang-rt-dev"]
 
 
 def _install(session: nox.Session, *groups: str, extras: str = "redis", pins: tuple = ()) -> None:
@@ -89,13 +138,19 @@ def _ensure_services(session: nox.Session) -> None:
 
 
 def _which(binary: str) -> str | None:
+    if "*" in binary:  # Debian keeps PostgreSQL's programs off PATH, one directory a version
+        return next(iter(sorted(glob.glob(binary))), None)
     return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin:/usr/bin")
 
 
-@nox.session(python=PYTHON)
-@nox.parametrize("deps", ["latest", "oldest"])
+@nox.session
+@nox.parametrize(
+    ("python", "deps"),
+    [(version, "latest") for version in FOUND_PYTHONS] + [(PYTHON, "oldest")],
+    ids=[f"{version}-latest" for version in FOUND_PYTHONS] + [f"{PYTHON}-oldest"],
+)
 def tests(session: nox.Session, deps: str) -> None:
-    """Run the test suite under coverage."""
+    """Run the test suite under coverage (latest deps on every Python found, oldest on one)."""
     _ensure_services(session)
     if deps == "oldest":
         # The interop oracles (parsedmarc, tlsrpt-reporter) need newer libraries than our
@@ -105,7 +160,7 @@ def tests(session: nox.Session, deps: str) -> None:
     else:
         _install(session, "tests", "interop")
         selection = ()
-    session.env["COVERAGE_FILE"] = f".coverage.{deps}"
+    session.env["COVERAGE_FILE"] = f".coverage.{session.python}-{deps}"
     session.run("coverage", "run", "-m", "pytest", *selection, *session.posargs)
 
 
@@ -173,7 +228,7 @@ def conformance(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
-    """Build the sdist and wheel and check the wheel ships the vectors and py.typed."""
+    """Build the sdist and wheel and check the wheel ships the vectors, py.typed and LICENSE."""
     session.install("build")
     shutil.rmtree("dist", ignore_errors=True)
     session.run("python", "-m", "build")
@@ -189,6 +244,50 @@ def build(session: nox.Session) -> None:
         capture_output=True,
         text=True,
     ).stdout
-    for needed in ("smtpsts/py.typed", "smtpsts/vectors/sts-policy.json"):
+    for needed in ("smtpsts/py.typed", "smtpsts/vectors/sts-policy.json", "/licenses/LICENSE"):
         if needed not in listing:
             session.error(f"wheel lacks {needed}")
+
+
+def _install_fuzz(session: nox.Session) -> None:
+    """Install the package and atheris: a wheel if there is one, else build it with clang."""
+    session.install("--upgrade", "pip>=25.1")
+    try:
+        session.install("--only-binary", "atheris", "-e", ".", "--group", "fuzz", silent=True)
+    except CommandFailed:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            session.error("no atheris wheel for this platform; building it needs clang (root)")
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *FUZZ_BUILD_PACKAGES,
+            external=True,
+            env=env,
+        )
+        session.install("-e", ".", "--group", "fuzz", env={"CLANG_BIN": "clang"})
+
+
+@nox.session(python=PYTHON, default=False)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every parser of network text for 1,000,000 inputs each (posargs go to fuzz/run.py)."""
+    _install_fuzz(session)
+    session.run("python", "fuzz/run.py", "--runs", str(FUZZ_RUNS), *session.posargs)
+
+
+@nox.session(name="fuzz-smoke", python=PYTHON)
+def fuzz_smoke(session: nox.Session) -> None:
+    """A short fuzz run of every target (CI): any finding fails."""
+    _install_fuzz(session)
+    work = os.path.join(session.create_tmp(), "fuzz-smoke")
+    shutil.rmtree(work, ignore_errors=True)
+    # A fixed libFuzzer seed makes the smoke repeatable (it runs in CI by default).
+    extra = list(session.posargs)
+    libfuzzer = ["-seed=1"] if "--" in extra else ["--", "-seed=1"]
+    session.run(
+        "python", "fuzz/run.py", "--runs", str(FUZZ_SMOKE_RUNS), "--work", work, *extra, *libfuzzer
+    )

@@ -213,7 +213,7 @@ def _resolver(nameserver: str, ca: str, *, instrument: bool = False) -> Any:
         asyncio.open_connection = _timed("tcp_tls", asyncio.open_connection)  # type: ignore[assignment]
     return PolicyResolver(
         trust=trust,
-        aresolver=txt,
+        adns=txt,
         afetcher=AsyncHTTPSFetcher(trust=trust, resolver=addresses),
     )
 
@@ -257,7 +257,7 @@ async def _client(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.count):
             outcome = await aresolve_policy(
                 domain,
-                resolver=resolver.aresolver,
+                resolver=resolver.adns,
                 fetcher=resolver.afetcher,
                 store=resolver.astore,
                 now=resolver.clock(),

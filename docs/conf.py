@@ -20,6 +20,7 @@ Each of these pages holds a marker comment (``<!-- smtpsts:api -->`` ...) that a
 from __future__ import annotations
 
 import argparse
+import enum
 import functools
 import importlib
 import importlib.util
@@ -100,7 +101,10 @@ nitpicky = True
 nitpick_ignore_regex = [
     # Standard library and third-party types (resolved only with intersphinx).
     (r"py:.*", r"({})(\..*)?".format("|".join(sorted(sys.stdlib_module_names)))),
-    (r"py:.*", r"(cryptography|dns|dkim|attr|attrs|h11|idna|redis|httpx)(\..*)?"),
+    (
+        r"py:.*",
+        r"(cryptography|dns|dkim|attr|attrs|h11|idna|redis|httpx|starlette|uvicorn|psycopg|prometheus_client)(\..*)?",
+    ),
     # Names as they appear in signatures rendered by autodoc_typehints="description".
     (
         r"py:.*",
@@ -111,8 +115,8 @@ nitpick_ignore_regex = [
         ),
     ),
     (r"py:.*", r"(NoneType|ellipsis|T|_T|TypeVar|P|.*\.T)"),
-    # Private helpers named in public annotations have no page to link to.
-    (r"py:.*", r".*\._[A-Za-z][A-Za-z0-9_]*"),
+    # Private helpers (and the members of private modules) have no page to link to.
+    (r"py:.*", r"(.*\.)?_[A-Za-z][A-Za-z0-9_]*(\..*)?"),
 ]
 
 # -- doctest --------------------------------------------------------------------
@@ -147,7 +151,7 @@ API_ORDER = [
     "smtpsts.vectors",
 ]
 
-#: Layers the design plans that may not exist yet (DESIGN.md); references into
+#: Layers planned that may not exist yet (docs/architecture.md); references into
 #: them render as plain text until their module is documented.
 PLANNED = (
     "smtpsts.io",
@@ -179,6 +183,19 @@ def _public_modules() -> list[str]:
 def _defining_module(obj: Any) -> str | None:
     mod = getattr(obj, "__module__", None)
     return mod if isinstance(mod, str) else None
+
+
+def _name_in(home: str, obj: Any, attr: str) -> str:
+    """Return the documented name of *obj* in module *home* (an alias may differ from *attr*)."""
+    module = importlib.import_module(home)
+    if getattr(module, attr, None) is obj:
+        return attr
+    for name in getattr(module, "__all__", ()):
+        if getattr(module, name, None) is obj:
+            return name
+    if isinstance(obj, enum.Enum):  # a member re-exported as a module constant
+        return f"{type(obj).__name__}.{obj.name}"
+    return getattr(obj, "__qualname__", attr)
 
 
 def _api_markdown() -> str:
@@ -232,7 +249,7 @@ def _api_plan() -> tuple[list[tuple[str, list[str], list[str]]], dict[int, str]]
             )
             if home in documented:
                 exclude.append(attr)
-                links.append(f"- `{name}.{attr}`: {{{role}}}`{home}.{attr}`")
+                links.append(f"- `{name}.{attr}`: {{{role}}}`{home}.{_name_in(home, obj, attr)}`")
             elif id(obj) in seen:
                 exclude.append(attr)
                 links.append(f"- `{name}.{attr}`: {{{role}}}`{seen[id(obj)]}`")
@@ -288,10 +305,16 @@ def _changelog() -> str:
 PAGES = [
     "usage",
     "cli",
+    "architecture",
     "implemented-standards",
     "conformance",
+    "decisions",
+    "errata",
+    "tlsrpt-results",
+    "reason-codes",
     "vectors",
     "state-machine",
+    "failure-model",
     "dane",
     "api",
     "changelog",

@@ -5,8 +5,8 @@ The values the policy machine and its actions share: cache entries and outcomes.
 :class:`PolicyOutcome` (what the MTA applies) are named in the signatures of
 both :mod:`smtpsts.actions` (:class:`~smtpsts.actions.Resolved`) and
 :mod:`smtpsts.cache` (the machine). They live here, below both, so that
-neither module has to hide a type behind ``TYPE_CHECKING`` (STYLE.md §3.3:
-autodoc and :func:`typing.get_type_hints` must see them). Import them from
+neither module has to hide a type behind ``TYPE_CHECKING`` (autodoc and
+:func:`typing.get_type_hints` must see them). Import them from
 :mod:`smtpsts.cache`, which re-exports them.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Final
 import attrs
 
 from ._names import to_alabel
-from ._vocab import ResultType
-from .exceptions import ParseError
+from .exceptions import CacheEntryFormatError
 from .policy import Mode, Policy
+from .reasons import FALLBACK_SUFFIX, Failure
 from .tlsrpt.session import PolicyInfo
 
 __all__ = [
@@ -38,18 +38,6 @@ __all__ = [
 
 CACHE_FORMAT_VERSION: Final = 1
 """The ``"v"`` member of :meth:`CacheEntry.to_json` documents."""
-
-FALLBACK_SUFFIX: Final = "+fallback-to-cached-policy"
-"""Appended to a reason code when a cached policy was applied instead (§4.4)."""
-
-
-class CacheEntryFormatError(ParseError):
-    """
-    A stored cache document is not a valid :class:`CacheEntry`.
-
-    Its version ``"v"`` is unknown, or a member is missing or malformed.
-    """
-
 
 # --------------------------------------------------------------------------- values
 
@@ -224,6 +212,9 @@ class CacheEntry:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise CacheEntryFormatError(f"cache entry is not JSON: {e}") from None
+        except RecursionError:
+            # Nesting deeper than the interpreter's limit (issue 10 item 7).
+            raise CacheEntryFormatError("cache entry is not JSON: nested too deeply") from None
         if not isinstance(doc, dict):
             raise CacheEntryFormatError("cache entry must be a JSON object")
         version = doc.get("v")
@@ -310,31 +301,16 @@ class PolicySource(enum.StrEnum):
     """No policy answer: the domain has no usable MTA-STS policy."""
 
 
-@attrs.frozen
-class PolicyFailure:
-    """
-    A policy discovery failure, ready for TLS-RPT (RFC 8460 §4.3.2.2).
+PolicyFailure = Failure
+"""
+A policy discovery failure, ready for TLS-RPT (RFC 8460 §4.3.2.2).
 
-    Attributes:
-        result_type: ``sts-policy-fetch-error``, ``sts-policy-invalid`` or
-            ``sts-webpki-invalid`` (STS-FETCH-18).
-        reason: The ``failure-reason-code`` (CONFORMANCE.md §4.4), e.g.
-            ``http-404`` or ``timeout+fallback-to-cached-policy``.
-        detail: What happened, in words (for logs).
-    """
-
-    result_type: ResultType
-    reason: str
-    detail: str = ""
-
-    def with_fallback(self) -> PolicyFailure:
-        """
-        The same failure, marked as answered from the cache (§4.4).
-
-        Returns:
-            A copy whose reason ends in ``+fallback-to-cached-policy``.
-        """
-        return attrs.evolve(self, reason=self.reason + FALLBACK_SUFFIX)
+The one failure value (:class:`smtpsts.reasons.Failure`): ``result_type``
+is ``sts-policy-fetch-error``, ``sts-policy-invalid`` or
+``sts-webpki-invalid`` (STS-FETCH-18), ``reason`` the ``failure-reason-code``
+(docs/reason-codes.md), e.g. ``http-404`` or
+``timeout+fallback-to-cached-policy``.
+"""
 
 
 @attrs.frozen

@@ -12,9 +12,13 @@ RFC 8461 §3.1 and RFC 8460 §3 define their records with one shape::
 
 Only the version token and the reserved fields differ (``id`` for MTA-STS,
 ``rua`` for TLS-RPT). This module splits a record into fields, checks the
-version and the extension grammar, and picks the one record of an RRset that
-the RFCs ask for; :mod:`smtpsts.record` and :mod:`smtpsts.tlsrpt.record`
-check their reserved fields themselves.
+version and the extension grammar, drops the ignored duplicates of
+non-repeated keys (RFC 8461 §3.2), and picks the one record of an RRset that
+the RFCs ask for (:func:`select`, the same for both kinds);
+:mod:`smtpsts.record` and :mod:`smtpsts.tlsrpt.record` check their reserved
+fields themselves. The rule IDs cited (``STS-REC-16``, ``RPT-REC-06``, ...)
+are those of docs/conformance.md. (A little over 600 lines: it is the whole
+grammar the two record kinds share, and each piece is read with the others.)
 
 Theory of operation: no field value may hold ``;`` (ext-value excludes it,
 ``id`` is letters and digits, and RFC 8460 §3 requires ``;`` in a ``rua`` URI
@@ -28,8 +32,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import attrs
 
@@ -41,14 +45,17 @@ __all__ = [
     "WSP",
     "Cites",
     "Field",
+    "Selection",
     "SelectionStatus",
     "TagSpec",
     "check_extension",
+    "counted_fields",
     "decode",
     "join_rr",
     "parse_fields",
     "select",
     "show",
+    "to_pairs",
 ]
 
 WSP = " \t"
@@ -69,6 +76,12 @@ _SHOW_MAX = 40
 
 E = TypeVar("E", bound=ParseError)
 R = TypeVar("R")
+S = TypeVar("S", bound="Selection[Any, Any]")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class _TextParser(Protocol[R_co]):
+    def __call__(self, text: str, *, lenient: bool) -> R_co: ...
 
 
 class SelectionStatus(enum.StrEnum):
@@ -96,7 +109,7 @@ class SelectionStatus(enum.StrEnum):
 @attrs.frozen
 class Cites:
     """
-    The CONFORMANCE.md IDs each family of shared rules is reported under.
+    The conformance IDs (docs/conformance.md) each family of shared rules is reported under.
 
     Attributes:
         charset: US-ASCII and control characters.
@@ -120,8 +133,10 @@ class TagSpec:
         version: The version token, for example ``"STSv1"``.
         reserved: The keys with a grammar of their own (``v`` included).
         error: The exception class raised for a syntax error.
-        cites: The CONFORMANCE.md IDs of the shared rules.
+        cites: The conformance IDs of the shared rules.
         what: The record's name in messages, for example ``"MTA-STS record"``.
+        repeated: The reserved keys whose every occurrence counts (``rua``,
+            RPT-REC-11); of every other key only the first does (STS-REC-16).
     """
 
     version: str
@@ -129,6 +144,7 @@ class TagSpec:
     error: type[ParseError]
     cites: Cites
     what: str
+    repeated: frozenset[str] = frozenset()
     tag: str = attrs.field(init=False)
     strict_key: re.Pattern[str] = attrs.field(init=False)
     lenient_key: re.Pattern[str] = attrs.field(init=False)
@@ -174,7 +190,7 @@ class TagSpec:
             detail: What is wrong.
             offset: 0-based character offset into the record text.
             reason: Short reason code.
-            cites: CONFORMANCE.md IDs of the broken rules.
+            cites: Conformance IDs of the broken rules.
 
         Raises:
             ParseError: Always, as the subclass in :attr:`error`.
@@ -198,6 +214,52 @@ class TagSpec:
             return pattern.match(text) is not None
         pattern_b = self.lenient_candidate_b if lenient else self.strict_candidate_b
         return pattern_b.match(text) is not None
+
+    def check_extensions(
+        self, _instance: object, _attribute: object, value: tuple[tuple[str, str], ...]
+    ) -> None:
+        """
+        Check the extensions given to a record's constructor (an attrs validator).
+
+        Args:
+            _instance: The record being built.
+            _attribute: The attribute.
+            value: The ``(name, value)`` pairs.
+
+        Raises:
+            ValueError: A name is reserved, or a pair does not fit the extension
+                grammar (STS-REC-08, RPT-REC-04).
+        """
+        for name, val in value:
+            if name in self.reserved:
+                raise ValueError(f"{name!r} is a reserved key, not an extension")
+            if EXT_NAME.fullmatch(name) is None or EXT_VALUE.fullmatch(val) is None:
+                raise ValueError(f"{name}={val} is not a valid extension field")
+
+    def parse_text(self, text: str, parse: _TextParser[R], *, lenient: bool) -> R:
+        """
+        Parse a decoded record strictly, then leniently if allowed (AMB-01).
+
+        Args:
+            text: The record, as :func:`decode` returns it.
+            parse: Parses ``text`` with the keyword argument ``lenient``.
+            lenient: Whether a strict failure may be retried leniently, so
+                that a strictly valid text parses exactly as in strict mode
+                and only a text that needed the tolerance is flagged.
+
+        Returns:
+            What ``parse`` returns.
+
+        Raises:
+            ParseError: As :attr:`error`: the strict parse failed and
+                ``lenient`` is false, or the lenient parse failed too.
+        """
+        try:
+            return parse(text, lenient=False)
+        except self.error:
+            if not lenient:
+                raise
+        return parse(text, lenient=True)
 
 
 @attrs.frozen
@@ -401,6 +463,51 @@ def parse_fields(text: str, spec: TagSpec, *, lenient: bool) -> list[Field]:
     return fields
 
 
+def counted_fields(fields: Iterable[Field], spec: TagSpec) -> Iterator[Field]:
+    """
+    Drop the later occurrences of non-repeated reserved keys (RFC 8461 §3.2).
+
+    RFC 8461 §3.2: "If any non-repeated field [...] is duplicated, all entries
+    except for the first SHALL be ignored" (STS-REC-11, STS-REC-16, AMB-04,
+    AMB-15); the record's head is the first ``v``, so every ``v`` field is a
+    duplicate. An ignored field is dropped whatever its value, but it must
+    still be a field of the ABNF, which it is when it fits the extension
+    grammar (STS-REC-08, RPT-REC-04). The keys in :attr:`TagSpec.repeated`
+    (``rua``, RPT-REC-11) and extensions are all passed on.
+
+    Args:
+        fields: The fields, as :func:`parse_fields` returns them.
+        spec: The grammar.
+
+    Yields:
+        The fields that count, in order.
+
+    Raises:
+        ParseError: An ignored field does not fit the extension grammar.
+    """
+    seen = {"v"}
+    for field in fields:
+        if field.key is not None and field.key not in spec.repeated:
+            if field.key in seen:
+                check_extension(field, spec)
+                continue
+            seen.add(field.key)
+        yield field
+
+
+def to_pairs(value: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """
+    Convert extensions given as any pairs into a tuple of ``(name, value)`` (an attrs converter).
+
+    Args:
+        value: The pairs.
+
+    Returns:
+        The pairs as tuples.
+    """
+    return tuple((name, val) for name, val in value)
+
+
 def check_extension(field: Field, spec: TagSpec) -> tuple[str, str]:
     """
     Check an extension field against the shared grammar.
@@ -463,29 +570,54 @@ def join_rr(rr: str | bytes | Sequence[bytes] | Sequence[str]) -> str | bytes:
     return b"".join(parts)  # type: ignore[arg-type]
 
 
+@attrs.frozen
+class Selection(Generic[R, E]):
+    """
+    The outcome of choosing the record of a TXT RRset (RFC 8461 §3.1, RFC 8460 §3).
+
+    :class:`smtpsts.RecordSelection` and
+    :class:`smtpsts.tlsrpt.TLSRPTRecordSelection` are this class for each
+    record kind.
+
+    Attributes:
+        status: What was found; only :attr:`SelectionStatus.FOUND` carries a
+            record.
+        record: The record when ``status`` is ``FOUND``, else ``None``.
+        error: The syntax error of the single candidate when ``status`` is
+            ``SYNTAX_ERROR``, else ``None``.
+        candidates: How many records of the RRset were candidates (AMB-10).
+    """
+
+    status: SelectionStatus
+    record: R | None = None
+    error: E | None = None
+    candidates: int = 0
+
+
 def select(
     rrset: Iterable[str | bytes | Sequence[bytes] | Sequence[str]],
     spec: TagSpec,
-    parse: Callable[[str | bytes], R],
-    error: type[E],
+    parse: Callable[[str | bytes], object],
+    selection: type[S],
     *,
     lenient: bool,
-) -> tuple[SelectionStatus, R | None, E | None, int]:
+) -> S:
     """
     Pick the one record of a TXT RRset (RFC 8461 §3.1, RFC 8460 §3).
 
     Records that are not candidates (AMB-10) are dropped; exactly one must
     remain (STS-REC-12, STS-REC-13, RPT-REC-06) and parse (STS-REC-14).
+    Never raises for what the RRset holds.
 
     Args:
         rrset: The RRs, each as :func:`join_rr` accepts it.
         spec: The grammar.
-        parse: Parses the single candidate.
-        error: The syntax error class ``parse`` raises.
+        parse: Parses the single candidate; raises :attr:`TagSpec.error`.
+        selection: The :class:`Selection` class of the record kind.
         lenient: Use the lenient candidate rule (AMB-01).
 
     Returns:
-        ``(status, record, error, number of candidates)``.
+        The selection.
     """
     chosen: str | bytes | None = None
     candidates = 0
@@ -496,11 +628,11 @@ def select(
             if chosen is None:
                 chosen = text
     if chosen is None:
-        return SelectionStatus.NO_RECORD, None, None, 0
+        return selection(SelectionStatus.NO_RECORD)
     if candidates > 1:
-        return SelectionStatus.MULTIPLE_RECORDS, None, None, candidates
+        return selection(SelectionStatus.MULTIPLE_RECORDS, candidates=candidates)
     try:
         record = parse(chosen)
-    except error as e:
-        return SelectionStatus.SYNTAX_ERROR, None, e, 1
-    return SelectionStatus.FOUND, record, None, 1
+    except spec.error as e:
+        return selection(SelectionStatus.SYNTAX_ERROR, error=e, candidates=1)
+    return selection(SelectionStatus.FOUND, record, candidates=1)

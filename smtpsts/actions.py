@@ -12,7 +12,7 @@ bytes: :func:`policy_request` builds the request (URL, headers, limits) and
 :meth:`FetchPolicy.validate` checks a response (status, media type, size).
 Adapters that see a redirect, a timeout or a TLS failure report it as
 :class:`FetchFailed` with the matching :class:`FetchFailure` kind, which
-carries the TLS-RPT result type and reason code (CONFORMANCE.md §4.4).
+carries the TLS-RPT result type and reason code (docs/reason-codes.md).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import attrs
 from ._entry import CacheEntry, PolicyOutcome
 from ._names import to_alabel
 from ._vocab import ResultType
+from .reasons import Reason, http_status
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -226,41 +227,41 @@ class HTTPResponse:
 
 class FetchFailure(enum.StrEnum):
     """
-    Why a policy fetch produced no usable response (CONFORMANCE.md §4.4).
+    Why a policy fetch produced no usable response (docs/reason-codes.md).
 
-    The value is the ``failure-reason-code`` smtpsts reports, except for
-    :attr:`HTTP_STATUS` (reported as ``http-<status>``) and the TLS kinds,
+    The value is the :class:`~smtpsts.reasons.Reason` smtpsts reports, except
+    for :attr:`HTTP_STATUS` (reported as ``http-<status>``) and the TLS kinds,
     whose adapter may give a more precise code.
     """
 
-    CONNECT_ERROR = "connect-error"
+    CONNECT_ERROR = Reason.CONNECT_ERROR.value
     """TCP connect to the policy host failed (STS-FETCH-18)."""
 
-    DNS_ERROR = "dns-error"
+    DNS_ERROR = Reason.DNS_ERROR.value
     """The policy host name did not resolve (STS-FETCH-21)."""
 
-    TIMEOUT = "timeout"
+    TIMEOUT = Reason.TIMEOUT.value
     """The whole-fetch deadline passed (STS-FETCH-11)."""
 
-    TLS_ERROR = "tls-error"
+    TLS_ERROR = Reason.TLS_ERROR.value
     """The TLS handshake with the policy host failed (STS-FETCH-05)."""
 
-    WEBPKI = "webpki"
+    WEBPKI = Reason.WEBPKI.value
     """The policy host certificate is not valid for it (STS-FETCH-03)."""
 
-    REDIRECT = "redirect"
+    REDIRECT = Reason.REDIRECT.value
     """The server answered 3xx (STS-FETCH-07)."""
 
-    HTTP_STATUS = "http-status"
+    HTTP_STATUS = Reason.HTTP_STATUS.value
     """The server answered a status other than 200 (STS-FETCH-06)."""
 
-    CONTENT_TYPE = "content-type"
+    CONTENT_TYPE = Reason.CONTENT_TYPE.value
     """The media type is not ``text/plain`` (STS-FETCH-09)."""
 
-    POLICY_TOO_LARGE = "policy-too-large"
+    POLICY_TOO_LARGE = Reason.POLICY_TOO_LARGE.value
     """The body is larger than the cap (STS-FETCH-12)."""
 
-    PROTOCOL_ERROR = "protocol-error"
+    PROTOCOL_ERROR = Reason.PROTOCOL_ERROR.value
     """The server broke HTTP (malformed response, truncated body)."""
 
     @property
@@ -306,13 +307,13 @@ class FetchFailed:
     @property
     def reason(self) -> str:
         """
-        The ``failure-reason-code`` (CONFORMANCE.md §4.4), e.g. ``http-404``.
+        The ``failure-reason-code`` (docs/reason-codes.md), e.g. ``http-404``.
         """
         if self.code:
             return self.code
         if self.kind is FetchFailure.HTTP_STATUS and self.status is not None:
-            return f"http-{self.status}"
-        return self.kind.value
+            return http_status(self.status)
+        return Reason(self.kind.value)
 
 
 Result = TXTAnswer | TXTNotFound | TXTFailure | HTTPResponse | FetchFailed

@@ -15,7 +15,8 @@ returns :class:`~smtpsts.actions.Resolved`: the :class:`PolicyOutcome` to
 apply and the entry to write back. This is dnspython's ``_Resolution`` split
 with h11's calling convention.
 
-Rules, in the order a lookup meets them (CONFORMANCE.md §2.3, §2.6):
+Rules, in the order a lookup meets them (the STS-CACHE and STS-FETCH rows of
+``docs/conformance.md``):
 
 * An entry is *live* while ``now < expires_at``, where ``expires_at`` is the
   fetch time plus the policy's effective ``max_age``; an entry is never
@@ -45,15 +46,23 @@ Rules, in the order a lookup meets them (CONFORMANCE.md §2.3, §2.6):
   when the ``id`` is unchanged or the TXT lookup gave nothing usable, as long
   as a live entry says which ``id`` to fetch for.
 
-Every state change is one row of :data:`TRANSITIONS` (h11's "rule 1": all of
-it lives in this file); ``docs/_scripts/state_diagram.py`` renders that table
-as the diagram in ``docs/state-machine.md``.
+Every state change, and every answer and write, is one row of
+``TRANSITIONS`` (h11's "rule 1": the rules live in one table, in
+``smtpsts._transitions``): for what the cache holds live
+(:class:`CachedState`), a row's :class:`Decision` says what the machine asks
+or answers (:class:`Answer`: the live entry, with or without the failure, no
+policy, ``temporary_error``, the fresh policy) and what it records
+(:class:`CacheWrite`: a touch, a negative entry, a retirement, the fetched
+entry, a backoff marker). The code around the table only classifies each
+result into an event and builds the values the decision names.
+``docs/_scripts/state_diagram.py`` renders the table as the diagram in
+``docs/state-machine.md``.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
+from collections.abc import Generator
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -69,6 +78,20 @@ from ._entry import (
     PolicySource,
 )
 from ._names import to_alabel
+from ._outcomes import _entry_outcome, _no_policy_info, _sts_info, cached_outcome, negative_outcome
+from ._transitions import (
+    _ROWS_LIVE_NONE,
+    _ROWS_LIVE_POLICY,
+    _ROWS_NOTHING_LIVE,
+    TRANSITIONS,
+    Answer,
+    CachedState,
+    CacheWrite,
+    Decision,
+    ResolutionEvent,
+    ResolutionState,
+    Transition,
+)
 from ._vocab import ResultType
 from .actions import (
     DEFAULT_MAX_BYTES,
@@ -87,7 +110,6 @@ from .actions import (
 from .exceptions import ParseError, UsageError
 from .policy import MAX_AGE_LIMIT, Mode, Policy
 from .record import RecordSelection, SelectionStatus, select_sts_record
-from .tlsrpt.session import PolicyInfo
 
 __all__ = [
     "ANSWERS",
@@ -95,8 +117,12 @@ __all__ = [
     "DEFAULT_CONFIG",
     "FALLBACK_SUFFIX",
     "TRANSITIONS",
+    "Answer",
     "CacheEntry",
     "CacheEntryFormatError",
+    "CacheWrite",
+    "CachedState",
+    "Decision",
     "PolicyConfig",
     "PolicyFailure",
     "PolicyOutcome",
@@ -151,275 +177,11 @@ DEFAULT_CONFIG: Final = PolicyConfig()
 """The :class:`PolicyConfig` used when none is given: the RFC 8461 defaults."""
 
 
-def _sts_info(domain: str, policy: Policy | None) -> PolicyInfo:
-    # RPT-AGG-18: without a policy the "sts" entry has no policy-string or mx-host.
-    return PolicyInfo.for_sts(domain, policy)
-
-
-def _no_policy_info(domain: str) -> PolicyInfo:
-    return PolicyInfo.no_policy_found(domain)
-
-
-def _entry_outcome(entry: CacheEntry, failure: PolicyFailure | None = None) -> PolicyOutcome:
-    # The outcome of applying a live entry (policy or mode none), optionally
-    # because discovery failed.
-    if failure is None and entry._outcome is not None:  # noqa: SLF001 -- this module's cache
-        return entry._outcome  # noqa: SLF001
-    policy = entry.policy
-    if policy is not None:
-        info = _sts_info(entry.domain, policy)
-    elif failure is not None:
-        info = _sts_info(entry.domain, None)
-    else:
-        # AMB-24: a mode none policy is reported as no-policy-found.
-        info = _no_policy_info(entry.domain)
-    outcome = PolicyOutcome(
-        domain=entry.domain,
-        policy=policy,
-        mode=entry.mode,
-        source=PolicySource.CACHED,
-        policy_info=info,
-        record_id=entry.record_id,
-        expires_at=entry.expires_at,
-        failure=None if failure is None else failure.with_fallback(),
-        used_cache_after_failure=failure is not None,
-    )
-    if failure is None:
-        object.__setattr__(entry, "_outcome", outcome)
-    return outcome
-
-
-def cached_outcome(entry: CacheEntry | None, now: datetime) -> PolicyOutcome | None:
-    """
-    The outcome of a live cache entry, without any lookup (the hot path).
-
-    Drivers that answer from the cache between TXT checks (or that run the
-    TXT check in the background) use this; :class:`PolicyResolution` gives
-    the same outcome for an unchanged ``id``. The outcome is built once per
-    entry and reused.
-
-    Args:
-        entry: The stored entry, or ``None``.
-        now: The current time.
-
-    Returns:
-        The cached outcome while the entry is live (STS-CACHE-03), else ``None``.
-    """
-    if entry is None or not entry.is_live(now):
-        return None
-    return _entry_outcome(entry)
-
-
-def negative_outcome(entry: CacheEntry | None, now: datetime) -> PolicyOutcome | None:
-    """
-    The "no policy" outcome of a live negative entry, without any lookup.
-
-    A domain found to have no STS record is trusted to have none until the
-    entry's ``negative_until`` (the DNS negative TTL, bounded by
-    :attr:`PolicyConfig.negative_ttl_max`), unless a live policy entry says
-    otherwise. :class:`PolicyResolution` resolves such a domain at once; drivers
-    use this to skip even building the machine (the hot path for domains
-    without MTA-STS). The outcome is built once per entry and reused.
-
-    Args:
-        entry: The stored entry, or ``None``.
-        now: The current time.
-
-    Returns:
-        The no-policy outcome while the negative entry is live, else ``None``.
-    """
-    if entry is None or entry.is_live(now) or not entry.is_negative(now):
-        return None
-    outcome = entry._negative_outcome  # noqa: SLF001 -- this module's cache
-    if outcome is None:
-        outcome = PolicyOutcome(
-            domain=entry.domain,
-            policy=None,
-            mode=None,
-            source=PolicySource.NONE,
-            policy_info=_no_policy_info(entry.domain),
-        )
-        object.__setattr__(entry, "_negative_outcome", outcome)
-    return outcome
-
-
 # --------------------------------------------------------------------------- the machine
 
-
-class ResolutionState(enum.Enum):
-    """
-    Where a :class:`PolicyResolution` is.
-    """
-
-    START = "start"
-    """Built; about to choose the first action."""
-
-    AWAIT_TXT = "await-txt"
-    """Waiting for the answer to :class:`~smtpsts.actions.LookupTXT`."""
-
-    AWAIT_POLICY = "await-policy"
-    """Waiting for the answer to :class:`~smtpsts.actions.FetchPolicy`."""
-
-    DONE = "done"
-    """:class:`~smtpsts.actions.Resolved` is final."""
-
-
-class ResolutionEvent(enum.Enum):
-    """
-    What the machine learnt, as the transition table names it.
-    """
-
-    NEGATIVE_CACHED = "negative-cached"
-    """A live negative entry answers; no DNS query."""
-    CHECK_TXT = "check-txt"
-    """The TXT record must be looked up."""
-    ID_UNCHANGED = "id-unchanged"
-    """The TXT ``id`` equals the live entry's."""
-    FETCH = "fetch"
-    """A new ``id`` (or no live entry): the policy must be fetched."""
-    REFRESH = "refresh"
-    """A refresh fetches for the live entry's ``id``."""
-    BACKOFF = "backoff"
-    """The ``id`` to fetch failed recently."""
-    NO_RECORD = "no-record"
-    """NXDOMAIN, NODATA, or no STS record among the TXT records."""
-    RECORD_INVALID = "record-invalid"
-    """Several STS records, or one with a syntax error."""
-    DNS_FAILURE = "dns-failure"
-    """The TXT lookup failed temporarily."""
-    POLICY_FETCHED = "policy-fetched"
-    """A valid ``enforce`` or ``testing`` policy was fetched."""
-    POLICY_NONE = "policy-none"
-    """A valid mode ``none`` policy was fetched."""
-    POLICY_INVALID = "policy-invalid"
-    """The fetched body is not a valid policy."""
-    FETCH_FAILED = "fetch-failed"
-    """The fetch failed, or the response broke the fetch rules."""
-
-
-@attrs.frozen
-class Transition:
-    """
-    One row of the transition table.
-
-    Attributes:
-        source: The state the machine is in.
-        event: What it learnt.
-        target: The state it moves to.
-        effect: What it does, in words (the docs show this).
-        conformance: The CONFORMANCE.md IDs the row implements.
-    """
-
-    source: ResolutionState
-    event: ResolutionEvent
-    target: ResolutionState
-    effect: str
-    conformance: tuple[str, ...] = ()
-
-
-_S = ResolutionState
+# The table (states, events, decisions) lives in smtpsts._transitions.
 _E = ResolutionEvent
 
-TRANSITIONS: Final[tuple[Transition, ...]] = (
-    Transition(
-        _S.START,
-        _E.NEGATIVE_CACHED,
-        _S.DONE,
-        "live negative entry, not a refresh: no policy, no DNS query",
-        ("STS-CACHE-08",),
-    ),
-    Transition(
-        _S.START,
-        _E.CHECK_TXT,
-        _S.AWAIT_TXT,
-        "ask `LookupTXT(_mta-sts.<domain>.)`",
-        ("STS-REC-01", "STS-CACHE-08"),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.ID_UNCHANGED,
-        _S.DONE,
-        "one valid record, same id as the live entry: cached policy, no fetch",
-        ("STS-CACHE-04",),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.FETCH,
-        _S.AWAIT_POLICY,
-        "one valid record, new id or no live entry, not in backoff: ask FetchPolicy",
-        ("STS-CACHE-05", "STS-FETCH-19", "STS-CACHE-15"),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.REFRESH,
-        _S.AWAIT_POLICY,
-        "refresh with a live entry: ask FetchPolicy even for an unchanged or unusable record",
-        ("STS-CACHE-10", "AMB-17"),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.BACKOFF,
-        _S.DONE,
-        "the id to fetch failed less than `backoff` ago: live entry, else no policy;"
-        " reason backoff-after-recent-fetch-error",
-        ("STS-FETCH-14",),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.NO_RECORD,
-        _S.DONE,
-        "NXDOMAIN, NODATA or no STS record: live policy kept (fallback), live mode none"
-        " deleted, else no policy (negative entry for the TTL)",
-        ("STS-CACHE-07", "STS-CACHE-14", "SEC-02"),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.RECORD_INVALID,
-        _S.DONE,
-        "several STS records or a syntax error: live entry kept (fallback), else no policy",
-        ("STS-REC-13", "STS-REC-14", "STS-CACHE-07"),
-    ),
-    Transition(
-        _S.AWAIT_TXT,
-        _E.DNS_FAILURE,
-        _S.DONE,
-        "SERVFAIL or timeout: live entry kept (fallback), else no policy with"
-        " temporary_error (defer if configured)",
-        ("STS-CACHE-07", "STS-CACHE-09", "AMB-16"),
-    ),
-    Transition(
-        _S.AWAIT_POLICY,
-        _E.POLICY_FETCHED,
-        _S.DONE,
-        "valid enforce/testing policy: applied and stored (max_age 0: not stored)",
-        ("STS-CACHE-02", "STS-CACHE-13", "STS-POL-21"),
-    ),
-    Transition(
-        _S.AWAIT_POLICY,
-        _E.POLICY_NONE,
-        _S.DONE,
-        "valid mode none policy: no policy, stored as a mode none entry",
-        ("STS-APPLY-07", "AMB-24"),
-    ),
-    Transition(
-        _S.AWAIT_POLICY,
-        _E.POLICY_INVALID,
-        _S.DONE,
-        "policy body does not parse: sts-policy-invalid; live entry kept, else no policy;"
-        " backoff stored",
-        ("STS-FETCH-18", "STS-CACHE-06", "STS-FETCH-15"),
-    ),
-    Transition(
-        _S.AWAIT_POLICY,
-        _E.FETCH_FAILED,
-        _S.DONE,
-        "fetch failed or response broke the rules: live entry kept, else no policy; backoff stored",
-        ("STS-FETCH-06", "STS-FETCH-15", "STS-FETCH-16", "STS-FETCH-14"),
-    ),
-)
-"""Every transition of :class:`PolicyResolution`, and nothing else changes its state."""
-
-_TABLE: Final = {(t.source, t.event): t.target for t in TRANSITIONS}
 
 ANSWERS: Final[dict[ResolutionState, tuple[type, ...]]] = {
     ResolutionState.AWAIT_TXT: (TXTAnswer, TXTNotFound, TXTFailure),
@@ -433,11 +195,28 @@ _TXT_REASONS: Final = {
 }
 
 
+# Members the machine compares on every lookup, bound once (enum attribute
+# access is slow on the hot path).
+_ANSWER_CACHED: Final = Answer.CACHED
+_ANSWER_CACHED_AFTER_FAILURE: Final = Answer.CACHED_AFTER_FAILURE
+_ANSWER_FETCH_POLICY: Final = Answer.FETCH_POLICY
+_ANSWER_FRESH: Final = Answer.FRESH
+_ANSWER_LOOKUP_TXT: Final = Answer.LOOKUP_TXT
+_ANSWER_NO_POLICY: Final = Answer.NO_POLICY
+_ANSWER_NO_POLICY_AFTER_FAILURE: Final = Answer.NO_POLICY_AFTER_FAILURE
+_ANSWER_TEMPORARY_ERROR: Final = Answer.TEMPORARY_ERROR
+_WRITE_BACKOFF: Final = CacheWrite.BACKOFF
+_WRITE_NEGATIVE_ENTRY: Final = CacheWrite.NEGATIVE_ENTRY
+_WRITE_NOTHING: Final = CacheWrite.NOTHING
+_WRITE_RETIRE: Final = CacheWrite.RETIRE
+_WRITE_TOUCH: Final = CacheWrite.TOUCH
+
+
 class PolicyResolution:
     """
     One MTA-STS policy lookup, as a sans-I/O state machine (RFC 8461 §3.3, §5.1).
 
-    See the module documentation for the rules and :data:`TRANSITIONS` for
+    See the module documentation for the rules and ``TRANSITIONS`` for
     the state changes. Use it through a driver loop::
 
         m = PolicyResolution("example.com", cached=entry, now=now)
@@ -475,17 +254,19 @@ class PolicyResolution:
         self._now = now
         self._config = config
         self._refresh = refresh
-        self._live = cached if cached is not None and cached.is_live(now) else None
+        live = cached if cached is not None and cached.is_live(now) else None
+        self._live = live
+        if live is None:
+            self._rows = _ROWS_NOTHING_LIVE
+        else:
+            self._rows = _ROWS_LIVE_NONE if live.policy is None else _ROWS_LIVE_POLICY
         self._state = ResolutionState.START
         self._pending: LookupTXT | FetchPolicy | None = None
         self._resolved: Resolved | None = None
         self._fetch_id = ""
-        negative = None if refresh else negative_outcome(cached, now)
-        if negative is not None:
-            self._done(_E.NEGATIVE_CACHED, Resolved(negative))
-        else:
-            self._go(_E.CHECK_TXT)
-            self._pending = LookupTXT(sts_qname(self.domain))
+        # The outcome of a live negative entry, built once per entry.
+        self._negative = None if refresh else negative_outcome(cached, now)
+        self._take(_E.CHECK_TXT if self._negative is None else _E.NEGATIVE_CACHED)
 
     @property
     def state(self) -> ResolutionState:
@@ -510,6 +291,27 @@ class PolicyResolution:
             return self._resolved
         assert self._pending is not None  # the table guarantees it
         return self._pending
+
+    def steps(self) -> Generator[LookupTXT | FetchPolicy, object, Resolved]:
+        """
+        The machine as a generator conversation (issue 11; docs/architecture.md).
+
+        Yields each pending :class:`~smtpsts.actions.LookupTXT` or
+        :class:`~smtpsts.actions.FetchPolicy`, is sent its result (fed to
+        :meth:`receive`), and returns the :class:`~smtpsts.actions.Resolved`,
+        so ``smtpsts.io._drive.drive`` / ``adrive`` can run it::
+
+            resolved = drive(PolicyResolution(domain, cached=entry, now=now).steps(), perform)
+
+        Returns:
+            What the lookup resolved to.
+
+        Raises:
+            UsageError: A result sent does not answer the pending action.
+        """
+        while not isinstance(action := self.next_action(), Resolved):
+            self.receive((yield action))
+        return action
 
     def receive(self, result: object) -> None:
         """
@@ -544,29 +346,73 @@ class PolicyResolution:
             self._on_response(result)
         else:
             assert isinstance(result, FetchFailed)  # ANSWERS[AWAIT_POLICY] holds two types
-            self._on_fetch_failed(_E.FETCH_FAILED, _failure(result))
+            self._take(_E.FETCH_FAILED, _failure(result))
 
     # ------------------------------------------------------------------ internals
 
-    def _go(self, event: ResolutionEvent) -> None:
-        # h11 rule 1: the state changes only through the table.
-        self._state = _TABLE[(self._state, event)]
+    def _take(
+        self,
+        event: ResolutionEvent,
+        failure: PolicyFailure | None = None,
+        *,
+        ttl: int | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        # h11 rule 1: the state, the answer and the write come from the table.
+        self._state, decision = self._rows[(self._state, event)]
+        answer = decision.answer
+        if answer is _ANSWER_LOOKUP_TXT:
+            self._pending = LookupTXT(sts_qname(self.domain))
+        elif answer is _ANSWER_FETCH_POLICY:
+            cfg = self._config
+            self._pending = policy_request(
+                self.domain,
+                max_bytes=cfg.max_bytes,
+                timeout=cfg.timeout,
+                require_text_plain=cfg.require_text_plain,
+            )
+        elif answer is _ANSWER_FRESH:
+            assert policy is not None  # the fetched rows carry the policy
+            self._finish(self._fresh(policy))
+        else:
+            self._finish(self._write(decision.write, ttl, self._answer(answer, failure)))
 
-    def _done(self, event: ResolutionEvent, resolved: Resolved) -> None:
-        self._go(event)
+    def _finish(self, resolved: Resolved) -> None:
         self._resolved = resolved
         self._pending = None
 
-    def _fetch(self, event: ResolutionEvent, record_id: str) -> None:
-        self._go(event)
-        self._fetch_id = record_id
-        cfg = self._config
-        self._pending = policy_request(
-            self.domain,
-            max_bytes=cfg.max_bytes,
-            timeout=cfg.timeout,
-            require_text_plain=cfg.require_text_plain,
-        )
+    def _answer(self, answer: Answer, failure: PolicyFailure | None) -> PolicyOutcome:
+        # The outcome of an answer that needs no fetched policy.
+        if answer is _ANSWER_CACHED or answer is _ANSWER_CACHED_AFTER_FAILURE:
+            assert self._live is not None  # the table gives these to live entries only
+            return _entry_outcome(
+                self._live, failure if answer is _ANSWER_CACHED_AFTER_FAILURE else None
+            )
+        if answer is _ANSWER_NO_POLICY:
+            return self._negative if self._negative is not None else self._no_policy()
+        if answer is _ANSWER_NO_POLICY_AFTER_FAILURE:
+            return self._no_policy(failure)
+        assert answer is _ANSWER_TEMPORARY_ERROR  # LOOKUP_TXT, FETCH_POLICY, FRESH: _take
+        return self._no_policy(temporary_error=True)
+
+    def _write(self, write: CacheWrite, ttl: int | None, outcome: PolicyOutcome) -> Resolved:
+        # What an answer records (the fetched write is _fresh's).
+        if write is _WRITE_TOUCH:
+            assert self._live is not None  # ID_UNCHANGED: a live entry
+            return Resolved(outcome, self._touch(self._live))
+        if write is _WRITE_NEGATIVE_ENTRY or write is _WRITE_RETIRE:
+            return self._no_record(outcome, ttl, delete=write is _WRITE_RETIRE)
+        if write is _WRITE_BACKOFF:
+            # RFC 8461 §3.3 (STS-FETCH-14): no new fetch for this id for `backoff` s.
+            base = self._live if self._live is not None else CacheEntry(self.domain)
+            entry = attrs.evolve(
+                base,
+                backoff_until=self._now + timedelta(seconds=self._config.backoff),
+                backoff_id=self._fetch_id,
+            )
+            return Resolved(outcome, entry)
+        assert write is _WRITE_NOTHING  # FETCHED: _fresh
+        return Resolved(outcome)
 
     def _no_policy(
         self,
@@ -589,7 +435,7 @@ class PolicyResolution:
         )
 
     def _backoff_failure(self) -> PolicyFailure:
-        # CONFORMANCE.md §4.4: backoff after a recent failure (STS-FETCH-14).
+        # RFC 8461 §3.3 (STS-FETCH-14): backoff after a recent failure.
         return PolicyFailure(
             ResultType.STS_POLICY_FETCH_ERROR,
             "backoff-after-recent-fetch-error",
@@ -617,13 +463,14 @@ class PolicyResolution:
         live, now = self._live, self._now
         if live is not None and live.record_id == record_id and not self._refresh:
             # RFC 8461 §5.1 (STS-CACHE-04): same id, live entry -> no fetch.
-            self._done(_E.ID_UNCHANGED, Resolved(_entry_outcome(live), self._touch(live)))
+            self._take(_E.ID_UNCHANGED)
         elif self._cached is not None and self._cached.in_backoff(record_id, now):
-            self._on_backoff()
+            self._take(_E.BACKOFF, self._backoff_failure())
         else:
             # STS-REC-15: any difference in id means a new policy (STS-CACHE-05).
-            event = _E.REFRESH if live is not None and live.record_id == record_id else _E.FETCH
-            self._fetch(event, record_id)
+            self._fetch_id = record_id
+            same = live is not None and live.record_id == record_id
+            self._take(_E.REFRESH if same else _E.FETCH)
 
     def _touch(self, live: CacheEntry) -> CacheEntry | None:
         last = live.last_checked
@@ -631,48 +478,31 @@ class PolicyResolution:
             return None
         return attrs.evolve(live, last_checked=self._now)
 
-    def _on_backoff(self) -> None:
-        failure = self._backoff_failure()
-        if self._live is not None:
-            outcome = _entry_outcome(self._live, failure)
-        else:
-            outcome = self._no_policy(failure)
-        self._done(_E.BACKOFF, Resolved(outcome))
-
     def _on_unusable(
         self, event: ResolutionEvent, reason: str, detail: str, ttl: int | None
     ) -> None:
-        live, now = self._live, self._now
-        definitive = event is not _E.DNS_FAILURE
-        if live is not None:
+        live = self._live
+        if (
+            live is not None
+            and self._refresh
+            and not (live.policy is None and event is _E.NO_RECORD)
+        ):
+            # AMB-17: a refresh fetches even when the record cannot be resolved
+            # (a live mode none whose record is gone is retired, STS-CACHE-14).
             record_id = live.record_id
             assert record_id is not None  # a live entry has an id
-            if live.policy is None and event is _E.NO_RECORD:
-                # STS-CACHE-14: mode none and the record is gone: retire the entry.
-                self._done(event, self._no_record(ttl, delete=True))
-            elif self._refresh:
-                # AMB-17: a refresh fetches even when the record cannot be resolved.
-                if live.in_backoff(record_id, now):
-                    self._on_backoff()
-                else:
-                    self._fetch(_E.REFRESH, record_id)
+            if live.in_backoff(record_id, self._now):
+                self._take(_E.BACKOFF, self._backoff_failure())
             else:
-                # RFC 8461 §3.3, §5.1 (STS-CACHE-07, SEC-02): a TXT answer never
-                # disables a live policy.
-                failure = None
-                if live.policy is not None:
-                    failure = PolicyFailure(ResultType.STS_POLICY_FETCH_ERROR, reason, detail)
-                self._done(event, Resolved(_entry_outcome(live, failure)))
-        elif definitive:
-            # RFC 8461 §3.1: no available policy; discovery stops (STS-FETCH-19).
-            self._done(event, self._no_record(ttl, delete=False))
-        else:
-            # AMB-16 (STS-CACHE-09): TEMPERROR; deliver as if no policy unless
-            # configured to defer.
-            self._done(event, Resolved(self._no_policy(temporary_error=True)))
+                self._fetch_id = record_id
+                self._take(_E.REFRESH)
+            return
+        # RFC 8461 §3.3, §5.1 (STS-CACHE-07, SEC-02): the table keeps a live
+        # policy; without one, no available policy (§3.1) or TEMPERROR (AMB-16).
+        failure = PolicyFailure(ResultType.STS_POLICY_FETCH_ERROR, reason, detail)
+        self._take(event, failure, ttl=ttl)
 
-    def _no_record(self, ttl: int | None, *, delete: bool) -> Resolved:
-        outcome = self._no_policy()
+    def _no_record(self, outcome: PolicyOutcome, ttl: int | None, *, delete: bool) -> Resolved:
         cfg = self._config
         if ttl is not None and ttl > 0 and cfg.negative_ttl_max > 0:
             until = self._now + timedelta(seconds=min(ttl, cfg.negative_ttl_max))
@@ -690,71 +520,47 @@ class PolicyResolution:
         assert isinstance(self._pending, FetchPolicy)  # state AWAIT_POLICY
         checked = self._pending.validate(response)
         if isinstance(checked, FetchFailed):
-            self._on_fetch_failed(_E.FETCH_FAILED, _failure(checked))
+            self._take(_E.FETCH_FAILED, _failure(checked))
             return
         try:
             policy = Policy.from_text(checked)
         except ParseError as e:
             # RFC 8460 §4.3.2.2 (STS-FETCH-18): a body that fails to parse.
             failure = PolicyFailure(ResultType.STS_POLICY_INVALID, e.reason, str(e))
-            self._on_fetch_failed(_E.POLICY_INVALID, failure)
+            self._take(_E.POLICY_INVALID, failure)
             return
-        self._on_policy(policy)
+        # AMB-24: mode none is stored and reported as no policy.
+        self._take(_E.POLICY_NONE if policy.mode is Mode.NONE else _E.POLICY_FETCHED, policy=policy)
 
-    def _on_policy(self, policy: Policy) -> None:
+    def _fresh(self, policy: Policy) -> Resolved:
+        # Answer FRESH, write FETCHED.
         now, domain = self._now, self.domain
         lifetime = min(policy.effective_max_age, self._config.max_age_cap)
         expires = now + timedelta(seconds=lifetime)
         stored = policy if policy.mode is not Mode.NONE else None
-        if stored is None:
-            # AMB-24: mode none is stored and reported as no policy.
-            event = _E.POLICY_NONE
-            info = _no_policy_info(domain)
-        else:
-            event = _E.POLICY_FETCHED
-            info = _sts_info(domain, policy)
         outcome = PolicyOutcome(
             domain=domain,
             policy=stored,
             mode=policy.mode,
             source=PolicySource.FRESH,
-            policy_info=info,
+            policy_info=_no_policy_info(domain) if stored is None else _sts_info(domain, policy),
             record_id=self._fetch_id,
             expires_at=expires,
         )
         if lifetime == 0:
             # STS-POL-21: max_age 0 applies to this delivery only; the new
             # policy still replaces the old entry (STS-CACHE-13).
-            resolved = Resolved(outcome, delete=self._cached is not None)
-        else:
-            # STS-CACHE-02, STS-CACHE-13: a fetched valid policy replaces the entry.
-            entry = CacheEntry(
-                domain,
-                record_id=self._fetch_id,
-                policy=stored,
-                fetched_at=now,
-                expires_at=expires,
-                last_checked=now,
-            )
-            resolved = Resolved(outcome, entry)
-        self._done(event, resolved)
-
-    def _on_fetch_failed(self, event: ResolutionEvent, failure: PolicyFailure) -> None:
-        live = self._live
-        # RFC 8461 §3.3 (STS-FETCH-14): no new fetch for this id for `backoff` s.
-        base = live if live is not None else CacheEntry(self.domain)
-        entry = attrs.evolve(
-            base,
-            backoff_until=self._now + timedelta(seconds=self._config.backoff),
-            backoff_id=self._fetch_id,
+            return Resolved(outcome, delete=self._cached is not None)
+        # STS-CACHE-02, STS-CACHE-13: a fetched valid policy replaces the entry.
+        entry = CacheEntry(
+            domain,
+            record_id=self._fetch_id,
+            policy=stored,
+            fetched_at=now,
+            expires_at=expires,
+            last_checked=now,
         )
-        if live is not None:
-            # STS-CACHE-06, STS-FETCH-16: the live entry stays in use.
-            outcome = _entry_outcome(live, failure)
-        else:
-            # STS-FETCH-15: deliver as if the domain had no MTA-STS.
-            outcome = self._no_policy(failure)
-        self._done(event, Resolved(outcome, entry))
+        return Resolved(outcome, entry)
 
 
 def _select(records: tuple[bytes | str, ...]) -> RecordSelection:

@@ -39,6 +39,8 @@ __all__ = [
     "TrustStore",
     "check_certificate",
     "classify_verification_error",
+    "describe_certificate",
+    "describe_failure",
     "load_chain",
 ]
 
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 MAX_CHAIN_LENGTH = 16
 """The most certificates accepted from a peer (a size cap on network input)."""
+
+_SHOWN_NAMES = 8  # DNS names listed per certificate, then "and N more"
+_SHOWN_CHARS = 200  # characters of one subject, issuer or name
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -148,6 +154,10 @@ def classify_verification_error(
                 # CONFORMANCE §4.4: certificate-expired, reason not-yet-valid;
                 # never reported as "expired".
                 return row.result_type, "not-yet-valid"
+            if row.reason == "chain-too-deep" and any(c.subject == c.issuer for c in chain[1:]):
+                # A self-signed root sent by the peer and not trusted: the
+                # verifier keeps building through it until its depth limit.
+                return row.result_type, "unknown-ca"
             return row.result_type, row.reason
     return ResultType.VALIDATION_FAILURE, "x509-error"
 
@@ -161,6 +171,117 @@ def _not_yet_valid(message: str, chain: Sequence[x509.Certificate], now: datetim
     if any(c.not_valid_after_utc < now for c in upper):
         return False
     return any(c.not_valid_before_utc > now for c in upper)
+
+
+def _printable(text: str) -> str:
+    # Text from a peer's certificate, safe and short for logs and terminals.
+    shown = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return shown if len(shown) <= _SHOWN_CHARS else shown[:_SHOWN_CHARS] + "..."
+
+
+def _dns_names(cert: x509.Certificate) -> list[str] | None:
+    # The DNS-IDs, or None without a subjectAltName extension.
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError:  # a malformed extension from the peer
+        return []
+    return [_printable(n) for n in san.get_values_for_type(x509.DNSName)]
+
+
+def _name(name: x509.Name) -> str:
+    try:
+        text = name.rfc4514_string()
+    except ValueError:  # pragma: no cover -- cryptography parses names it can print
+        text = "?"
+    return _printable(text) or "(empty)"
+
+
+def describe_certificate(cert: x509.Certificate) -> str:
+    """
+    One certificate in plain words: subject, DNS names, issuer and validity dates.
+
+    Everything from the certificate is made printable and cut to a length
+    fit for a log line (it comes from the network).
+
+    Args:
+        cert: The certificate.
+
+    Returns:
+        For example ``subject CN=mx.example.com; names mx.example.com,
+        *.example.com; issued by CN=Example CA; valid 2026-01-01 to
+        2026-04-01 (UTC)``.
+    """
+    names = _dns_names(cert)
+    if names is None:
+        shown = "no subjectAltName"
+    elif not names:
+        shown = "no DNS names"
+    else:
+        more = len(names) - _SHOWN_NAMES
+        shown = ", ".join(names[:_SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
+    begin = cert.not_valid_before_utc.strftime("%Y-%m-%d %H:%M")
+    end = cert.not_valid_after_utc.strftime("%Y-%m-%d %H:%M")
+    return (
+        f"subject {_name(cert.subject)}; names {shown}; issued by {_name(cert.issuer)}; "
+        f"valid {begin} to {end} (UTC)"
+    )
+
+
+def describe_failure(
+    reason: str, chain: Sequence[x509.Certificate], host: str, now: datetime
+) -> str:
+    """
+    Why a chain failed, in plain words, naming the certificate concerned.
+
+    Args:
+        reason: The ``failure-reason-code`` from :func:`classify_verification_error`.
+        chain: The peer's chain, leaf first (not empty).
+        host: The name that was expected (the reference identifier).
+        now: The verification time.
+
+    Returns:
+        A sentence for people (check output, logs, ``deliver`` reasons and
+        TLS-RPT ``failure-reason-code`` details); no library text in it.
+    """
+    leaf = chain[0]
+    if reason in ("expired", "not-yet-valid"):
+        late = [c for c in chain if c.not_valid_after_utc < now or c.not_valid_before_utc > now]
+        cert = late[0] if late else leaf
+        which = "the certificate" if cert is leaf else "a CA certificate of the chain"
+        if reason == "expired":
+            when = f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        else:
+            when = f"is not yet valid: only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        return f"{which} {when} ({describe_certificate(cert)})"
+    if reason == "no-matching-dns-id":
+        return f"the certificate is not valid for {host} ({describe_certificate(leaf)})"
+    if reason == "no-dns-id":
+        return (
+            f"the certificate has no subjectAltName, so it names no host (the subject's CN "
+            f"is never used, RFC 9525 §6.3); expected {host} ({describe_certificate(leaf)})"
+        )
+    if reason == "unknown-ca":
+        last = chain[-1]
+        if last.subject == last.issuer:
+            start = "the certificate is self-signed" if last is leaf else "the chain ends at a CA"
+            return f"{start} that is not trusted ({describe_certificate(last)})"
+        return (
+            f"the chain does not lead to a trusted CA: its last certificate is issued by "
+            f"{_name(last.issuer)}, which is not in the trust store ({describe_certificate(leaf)})"
+        )
+    words = {
+        "bad-signature": "a signature in the chain does not verify",
+        "name-constraints": "a CA's name constraints exclude the name",
+        "path-length": "the chain is longer than a CA allows",
+        "chain-too-deep": "the chain is too long",
+        "not-a-ca": "a certificate used as a CA is not a CA",
+        "bad-eku": "the certificate is not for TLS servers (extended key usage)",
+        "weak-key": "a key in the chain is too weak",
+    }
+    what = words.get(reason, "the chain does not verify")
+    return f"{what}; expected {host} ({describe_certificate(leaf)})"
 
 
 class TrustStore:
@@ -320,7 +441,7 @@ def check_certificate(
 
     Returns:
         The verdict; never raises for bad network data. A certificate that
-        is not yet valid is reported, as CONFORMANCE.md §4.4 says, with
+        is not yet valid is reported, as docs/tlsrpt-results.md says, with
         result type ``certificate-expired`` but reason ``not-yet-valid``
         (never reason ``expired``, and the detail says "not yet valid").
 
@@ -368,9 +489,11 @@ def check_certificate(
     except VerificationError as exc:
         message = str(exc)
         result_type, reason = classify_verification_error(message, certs, now)
-        if reason == "not-yet-valid":
-            message = "a certificate is not yet valid: " + message
-        return CertificateCheck(ok=False, result_type=result_type, detail=message, reason=reason)
+        # The verifier's text holds library reprs: people get plain words
+        # (issue 12 item 3); the text stays in the debug log.
+        log.debug("verifier for %s: %s", name, message)
+        detail = describe_failure(reason, certs, name, now)
+        return CertificateCheck(ok=False, result_type=result_type, detail=detail, reason=reason)
     verified = tuple(path)
     if revoked is not None and revoked(verified):
         # RFC 8461 §4.2 (STS-CERT-13): revocation checking MAY be done.

@@ -42,7 +42,8 @@ from cryptography.x509.verification import (
 from ._names import to_alabel
 from ._vocab import ResultType
 from .certs import MAX_CHAIN_LENGTH, ChainInput, classify_verification_error, load_chain
-from .exceptions import DomainNameError, ParseError, UsageError
+from .exceptions import DomainNameError, TLSASyntaxError, UsageError
+from .reasons import Reason
 
 __all__ = [
     "DANECheck",
@@ -55,10 +56,6 @@ __all__ = [
     "match_tlsa",
     "tlsa_policy_strings",
 ]
-
-
-class TLSASyntaxError(ParseError):
-    """A TLSA record in presentation form does not fit RFC 6698 §2.2."""
 
 
 class Usage(enum.IntEnum):
@@ -361,8 +358,9 @@ class _Matcher:
         return value == record.data
 
 
-# DEPS.md §1: no EKU requirement in RFC 7672, so DANE-TA private CAs may
-# issue leaves without serverAuth; the rest of the WebPKI EE profile stays.
+# cryptography's verifier requires serverAuth in the EKU by default; RFC 7672
+# has no EKU requirement, so DANE-TA private CAs may issue leaves without
+# serverAuth; the rest of the WebPKI EE profile stays.
 _DANE_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
     x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
 )
@@ -462,7 +460,7 @@ def _verify_ta(
     # DANE-44, DANE-55: a DANE-TA name mismatch -> certificate-host-mismatch.
     return _failed(
         ResultType.CERTIFICATE_HOST_MISMATCH,
-        "no-matching-dns-id" if has_dns_id else "no-dns-id",
+        Reason.NO_MATCHING_DNS_ID if has_dns_id else Reason.NO_DNS_ID,
         f"DANE-TA(2) chain verified but no identifier matches {', '.join(names)}",
     )
 
@@ -579,7 +577,7 @@ def match_tlsa(
             ok=True,
             result_type=ResultType.TLSA_INVALID,
             detail=f"all {len(rrset)} TLSA records are unusable: TLS required, not authenticated",
-            reason="all-unusable-records",
+            reason=Reason.ALL_UNUSABLE_RECORDS,
             usable=False,
             matched=None,
         )
@@ -588,17 +586,17 @@ def match_tlsa(
     except ValueError as exc:
         return _failed(
             ResultType.VALIDATION_FAILURE,
-            "bad-certificate",
+            Reason.BAD_CERTIFICATE,
             f"peer certificate does not parse: {exc}",
         )
     if not certs:
         return _failed(
-            ResultType.VALIDATION_FAILURE, "no-certificate", "the peer sent no certificate"
+            ResultType.VALIDATION_FAILURE, Reason.NO_CERTIFICATE, "the peer sent no certificate"
         )
     if len(certs) > MAX_CHAIN_LENGTH:
         return _failed(
             ResultType.VALIDATION_FAILURE,
-            "chain-too-long",
+            Reason.CHAIN_TOO_LONG,
             f"the peer sent {len(certs)} certificates (limit {MAX_CHAIN_LENGTH})",
         )
     matcher = _Matcher(certs)
@@ -625,6 +623,6 @@ def match_tlsa(
     # AMB-25 (DANE-46, DANE-55): nothing matched -> validation-failure, dane-no-match.
     return _failed(
         ResultType.VALIDATION_FAILURE,
-        "dane-no-match",
+        Reason.DANE_NO_MATCH,
         f"the chain matches none of the {len(usable)} usable TLSA records",
     )

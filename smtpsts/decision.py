@@ -49,6 +49,7 @@ from .certs import CertificateCheck
 from .dane import DANECheck
 from .exceptions import DomainNameError
 from .policy import Mode, Policy
+from .reasons import Failure, Reason
 from .tlsrpt.session import PolicyInfo, SessionFailure, SessionResult
 
 __all__ = [
@@ -71,7 +72,7 @@ __all__ = [
     "plan",
 ]
 
-MX_MISMATCH = "mtasts-policy-mx-mismatch"
+MX_MISMATCH = Reason.MX_MISMATCH
 """The reason code of an MX that matches no policy pattern (AMB-18)."""
 
 
@@ -133,7 +134,7 @@ class TLSObservation:
             command (STS-APPLY-16: an error reply counts as not offered).
         handshake_ok: The TLS handshake completed.
         handshake_error: A short reason code when it did not, for example
-            ``tls-remote-alert-70`` (CONFORMANCE.md §4.4).
+            ``tls-remote-alert-70`` (docs/tlsrpt-results.md).
         pkix: The PKIX check of the MX certificate against the MX name
             (STS-APPLY-13), if made.
         dane: The DANE check against the MX's DNSSEC-validated TLSA RRset,
@@ -159,20 +160,14 @@ class TLSObservation:
     tlsa: PolicyInfo | None = None
 
 
-@attrs.frozen
-class TLSFailure:
-    """
-    One reason a session failed a check, ready for TLS-RPT.
+TLSFailure = Failure
+"""
+One reason a session failed a check, ready for TLS-RPT.
 
-    Attributes:
-        result_type: The RFC 8460 §4.3 result type.
-        reason: The ``failure-reason-code``, if any.
-        detail: What happened, in words.
-    """
-
-    result_type: ResultType
-    reason: str | None = None
-    detail: str = ""
+The one failure value (:class:`smtpsts.reasons.Failure`): the RFC 8460 §4.3
+``result_type``, the ``failure-reason-code`` if any (docs/reason-codes.md)
+and a ``detail`` in words.
+"""
 
 
 @attrs.frozen
@@ -374,7 +369,7 @@ def _tls_failures(obs: TLSObservation) -> list[TLSFailure]:
         return [
             TLSFailure(
                 ResultType.VALIDATION_FAILURE,
-                obs.handshake_error or "tls-handshake-failed",
+                obs.handshake_error or Reason.TLS_HANDSHAKE_FAILED,
                 "TLS handshake failed",
             )
         ]
@@ -429,7 +424,7 @@ def _dane_session(
         # unusable. Delivery goes on over unauthenticated TLS (dane.ok), but
         # the publisher's broken RRset is reported as tlsa-invalid.
         failures.append(
-            TLSFailure(dane.result_type, dane.reason or "all-unusable-records", dane.detail)
+            TLSFailure(dane.result_type, dane.reason or Reason.ALL_UNUSABLE_RECORDS, dane.detail)
         )
     info = obs.tlsa
     if info is None:
@@ -454,7 +449,7 @@ def _pkix_failure(obs: TLSObservation, *, dane_stands_in: bool) -> TLSFailure | 
     if pkix is None:
         return TLSFailure(
             ResultType.VALIDATION_FAILURE,
-            "certificate-not-checked",
+            Reason.CERTIFICATE_NOT_CHECKED,
             "no PKIX check of the MX certificate was made",
         )
     if pkix.ok:
@@ -557,9 +552,7 @@ def _discovery_failure(outcome: PolicyOutcome) -> list[TLSFailure]:
     # RPT-AGG-18, STS-APPLY-12 (a, b): a retrieval failure is recorded for each
     # delivery attempt that needed the policy.
     failure = outcome.failure
-    if failure is None:
-        return []
-    return [TLSFailure(failure.result_type, failure.reason, failure.detail)]
+    return [] if failure is None else [failure]
 
 
 def _is_null_mx(host: str) -> bool:

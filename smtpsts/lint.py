@@ -58,7 +58,7 @@ class Problem:
         line: 1-based line, or ``None`` when the problem is not on one line
             (a missing field).
         offset: 0-based offset within the line (or the record), or ``None``.
-        conformance: CONFORMANCE.md IDs of the rules involved.
+        conformance: The conformance IDs (docs/conformance.md) of the rules involved.
     """
 
     severity: Severity = attrs.field(converter=Severity)
@@ -127,15 +127,18 @@ def _field_warnings(field: PolicyField, first: bool, previous: int) -> list[Prob
     warn = Severity.WARNING
     out = []
     if not first and field.key != "mx":
-        # RFC 8461 §3.2 (STS-POL-12): only the first occurrence counts.
+        # RFC 8461 §3.2 (STS-POL-12, STS-POL-13, AMB-15): "all entries except for the
+        # first SHALL be ignored", whatever they hold; a publisher who wrote the line
+        # surely meant something by it.
         out.append(
             Problem(
                 warn,
                 "duplicate-key",
-                f"{field.key!r} repeated; only the first, on line {previous}, is used",
+                f"{field.key!r} repeated: this line is ignored whatever its value; only the "
+                f"first, on line {previous}, is used",
                 field.line,
                 0,
-                ("STS-POL-12",),
+                ("STS-POL-12", "STS-POL-13", "AMB-15"),
             )
         )
         return out
@@ -252,7 +255,8 @@ def lint_policy(text: str | bytes) -> list[Problem]:
     ``short-max-age`` (under one day), ``max-age-clamped`` (above
     31557600), ``wildcard-mx``, ``unknown-key``, ``key-typo`` (an unknown key
     that looks like a reserved one, such as ``Mode`` or ``max-age``),
-    ``duplicate-key`` and ``mixed-line-endings``. A missing final line
+    ``duplicate-key`` (a later line of a key that does not repeat, which senders
+    ignore whatever its value) and ``mixed-line-endings``. A missing final line
     terminator is fine and not reported.
 
     Args:
@@ -326,7 +330,8 @@ def lint_record(text: str) -> list[Problem]:
     if any, comes from :meth:`smtpsts.STSRecord.from_text` or
     :meth:`smtpsts.tlsrpt.TLSRPTRecord.from_text` (strict mode). Warnings:
     ``unknown-field`` (``key-typo`` when it looks like ``v``, ``id`` or
-    ``rua`` in another case), ``duplicate-field`` and, for TLS-RPT,
+    ``rua`` in another case), ``duplicate-field`` (a repeated ``v`` or ``id``,
+    or extension, which senders ignore whatever its value) and, for TLS-RPT,
     ``unusable-rua`` (a URI reports cannot be sent to, such as ``http:``)
     and ``no-usable-rua``. All problems are on line 1.
 
@@ -341,6 +346,13 @@ def lint_record(text: str) -> list[Problem]:
     problems: list[Problem] = []
     reserved = ("v", "rua") if kind == "tlsrpt" else ("v", "id")
     ids = ("RPT-REC-05",) if kind == "tlsrpt" else ("STS-REC-09",)
+    # RFC 8461 §3.2 (STS-REC-11, STS-REC-16, AMB-04, AMB-15); RFC 8460 §3 has no rule of
+    # its own, and smtpsts applies the same one to a repeated "v" (AMB-04).
+    duplicate_ids = (
+        ("RPT-REC-05", "AMB-04")
+        if kind == "tlsrpt"
+        else ("STS-REC-11", "STS-REC-16", "AMB-04", "AMB-15")
+    )
     try:
         record: STSRecord | TLSRPTRecord = (
             TLSRPTRecord.from_text(text) if kind == "tlsrpt" else STSRecord.from_text(text)
@@ -351,15 +363,16 @@ def lint_record(text: str) -> list[Problem]:
     for key, offset in _record_fields(text):
         if key in seen:
             if key != "rua":
-                # RFC 8461 §3.2 / AMB-04 (STS-REC-11): only the first occurrence counts.
+                # Only the first occurrence counts; a later one is ignored whatever it holds.
                 problems.append(
                     Problem(
                         warn,
                         "duplicate-field",
-                        f"field {key!r} repeated; only the first is used",
+                        f"field {key!r} repeated: ignored whatever its value; only the first "
+                        "is used",
                         1,
                         offset,
-                        ("STS-REC-11", "AMB-04"),
+                        duplicate_ids,
                     )
                 )
             continue

@@ -20,7 +20,9 @@ Nearly every body served is valid, so :meth:`Policy.from_text` first tries a
 fast path (``_parse_valid``): one regular-expression pass over the lines, no
 per-field objects, and no second validation in the constructor. A body it
 does not take goes through the scanner, so every error is reported exactly as
-:func:`scan_policy` reports it; the tests check that the two agree.
+:func:`scan_policy` reports it; the tests check that the two agree. (This is why
+the module is over 600 lines: the fast path and the scanner it must agree with
+stay side by side.)
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ RESERVED_KEYS = frozenset({"version", "mode", "max_age", "mx"})
 
 # RFC 8461 §3.2: sts-policy-ext-name =
 #   sts-policy-alphanum *31(sts-policy-alphanum / "_" / "-" / ".")
-# (the RFC's "sta-policy-alphanum" is a typo, CONFORMANCE.md §6). Reserved keys fit it too.
+# (the RFC's "sta-policy-alphanum" is a typo, docs/errata.md). Reserved keys fit it too.
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
 # RFC 8461 §3.2: sts-policy-max-age-value = 1*10(DIGIT); ASCII digits only.
 _MAX_AGE = re.compile(r"[0-9]{1,10}\Z")
@@ -380,6 +382,14 @@ def _where(body: str, index: int) -> tuple[int, int]:
     return body.count("\n", 0, index) + 1, index - line_start
 
 
+def _not_utf8(detail: str, where: str) -> PolicySyntaxError:
+    # RFC 8461 §3.2 (STS-POL-17): the body is UTF-8; ``where`` is the text before the fault.
+    line, offset = _where(where, len(where))
+    return PolicySyntaxError(
+        detail, line=line, offset=offset, conformance=("STS-POL-17",), reason="not-utf8"
+    )
+
+
 def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
     if isinstance(text, str):
         # Fast path: an ASCII str is its own UTF-8 encoding.
@@ -388,13 +398,9 @@ def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
             try:
                 size = len(text.encode("utf-8"))
             except UnicodeEncodeError as e:
-                line, offset = _where(text, e.start)
-                return None, PolicySyntaxError(
+                return None, _not_utf8(
                     f"policy contains {text[e.start]!r}, which is not a Unicode scalar value",
-                    line=line,
-                    offset=offset,
-                    conformance=("STS-POL-17",),
-                    reason="not-utf8",
+                    text[: e.start],
                 )
         body = text
     else:
@@ -412,15 +418,9 @@ def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
         try:
             body = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            # RFC 8461 §3.2 (STS-POL-17): the body is UTF-8.
-            good = text[: e.start].decode("utf-8")
-            line, offset = _where(good, len(good))
-            return None, PolicySyntaxError(
+            return None, _not_utf8(
                 f"policy is not valid UTF-8: byte {text[e.start]:#04x} at byte {e.start}",
-                line=line,
-                offset=offset,
-                conformance=("STS-POL-17",),
-                reason="not-utf8",
+                text[: e.start].decode("utf-8"),
             )
     return body, None
 
@@ -452,42 +452,43 @@ def _parse_valid(body: str) -> Policy | None:
         return None
     first: dict[str, str] = {}
     mx_values: list[str] = []
-    extensions: dict[str, str] = {}
     for _, key, value in found:
-        # RFC 8461 §3.2 (STS-POL-12): the first occurrence of a key wins, but
-        # (AMB-15, STS-POL-13) every occurrence of a reserved key must fit its grammar.
         if key == "mx":
+            # STS-POL-07, STS-POL-13: every mx line counts and must fit its grammar.
             mx_values.append(value)
-        elif key == "version":
-            if value != "STSv1":  # STS-POL-02
-                return None
-            first.setdefault(key, value)
-        elif key == "mode":
-            if value not in _MODES:  # STS-POL-03
-                return None
-            first.setdefault(key, value)
-        elif key == "max_age":
-            if not _MAX_AGE.match(value):  # STS-POL-04
-                return None
-            first.setdefault(key, value)
         else:
-            # STS-POL-10, STS-POL-11: _FIELD_LINE has checked the key and value.
-            extensions.setdefault(key, value)
-    if len(first) != 3:  # version, mode and max_age are "required once"
+            # RFC 8461 §3.2 (STS-POL-12, STS-POL-13, AMB-15): the first occurrence of
+            # any other key counts; later ones are ignored whatever their value
+            # (_FIELD_LINE has checked that they are well-formed field lines).
+            first.setdefault(key, value)
+    # The first version, mode and max_age must fit their own grammar (STS-POL-02..04):
+    # they are never read as extensions (STS-POL-13).
+    version = first.pop("version", None)
+    mode_value = first.pop("mode", None)
+    max_age_value = first.pop("max_age", None)
+    if (
+        version != "STSv1"
+        or mode_value is None
+        or mode_value not in _MODES
+        or max_age_value is None
+        or not _MAX_AGE.match(max_age_value)
+    ):
         return None
+    # STS-POL-10, STS-POL-11: what is left are the extensions, in order.
+    extensions = first
     try:
         parse_mx = _parse_mx_values_cached if len(mx_values) <= _MAX_CACHED_MX else _parse_mx_values
         mx, matcher = parse_mx(tuple(mx_values))
     except PolicySyntaxError:
         return None
-    mode = _MODES[first["mode"]]
+    mode = _MODES[mode_value]
     if mode is not Mode.NONE and not mx:  # STS-POL-06
         return None
     return Policy._from_parsed(  # noqa: SLF001
         mode=mode,
         mx=mx,
         matcher=matcher,
-        max_age=int(first["max_age"]),
+        max_age=int(max_age_value),
         extensions=tuple(extensions.items()),
         text=body,
         # The version, mode and max_age lines repeat across policies: one copy
@@ -646,9 +647,27 @@ def _scan_body(body: str, *, lenient: bool) -> PolicyScan:
         fields.append(PolicyField(number, key, value, start))
         first = key not in seen
         seen.add(key)
-        # RFC 8461 §3.2 (STS-POL-12): for every key but mx the first occurrence wins;
-        # AMB-15 (STS-POL-13): every occurrence of a reserved key must still fit its grammar.
-        if key == "version":
+        if key not in RESERVED_KEYS or (not first and key != "mx"):
+            # RFC 8461 §3.2 (STS-POL-10, STS-POL-11, STS-POL-22): unknown fields are
+            # ignored but kept; only the first ':' separates key and value. And
+            # (STS-POL-12, STS-POL-13, AMB-15) "If any non-repeated field [...] is
+            # duplicated, all entries except for the first SHALL be ignored", whatever
+            # their value; such a line must still be a field of the ABNF, which a value
+            # fitting the extension grammar is.
+            bad = _extension_value_problem(value)
+            if bad is not None:
+                error(
+                    f"{key}: {bad[0]}",
+                    number,
+                    start + bad[1],
+                    ("STS-POL-11",),
+                    "bad-extension-value",
+                )
+            elif first:
+                extensions[key] = value
+        # STS-POL-13 (AMB-15): the first line of a reserved key, and every mx line,
+        # must fit that key's grammar; it is never read as an extension.
+        elif key == "version":
             if value != "STSv1":
                 # RFC 8461 §3.2 (STS-POL-02): sts-policy-version-value = %s"STSv1".
                 error(
@@ -658,7 +677,7 @@ def _scan_body(body: str, *, lenient: bool) -> PolicyScan:
                     ("STS-POL-02", "STS-POL-13"),
                     "bad-version",
                 )
-            elif first:
+            else:
                 version = value
         elif key == "mode":
             try:
@@ -673,8 +692,7 @@ def _scan_body(body: str, *, lenient: bool) -> PolicyScan:
                     "bad-mode",
                 )
             else:
-                if first:
-                    mode = parsed_mode
+                mode = parsed_mode
         elif key == "max_age":
             if not _MAX_AGE.match(value):
                 # RFC 8461 §3.2 (STS-POL-04): sts-policy-max-age-value = 1*10(DIGIT).
@@ -685,9 +703,9 @@ def _scan_body(body: str, *, lenient: bool) -> PolicyScan:
                     ("STS-POL-04", "STS-POL-13"),
                     "bad-max-age",
                 )
-            elif first:
+            else:
                 max_age = int(value)
-        elif key == "mx":
+        else:
             try:
                 # RFC 8461 §3.2 (STS-POL-07, STS-POL-08): one ["*."] Domain per mx line.
                 mx.append(MXPattern.from_text(value, lenient=lenient))
@@ -696,20 +714,6 @@ def _scan_body(body: str, *, lenient: bool) -> PolicyScan:
                 if "," in value or " " in value:
                     ids = ("STS-POL-07", *ids)
                 error(e.detail, number, start + (e.offset or 0), ids, "bad-mx")
-        else:
-            # RFC 8461 §3.2 (STS-POL-10, STS-POL-11, STS-POL-22): unknown fields are
-            # ignored but kept; only the first ':' separates key and value.
-            bad = _extension_value_problem(value)
-            if bad is not None:
-                error(
-                    f"{key}: {bad[0]}",
-                    number,
-                    start + bad[1],
-                    ("STS-POL-11",),
-                    "bad-extension-value",
-                )
-            elif first:
-                extensions[key] = value
 
     # RFC 8461 §3.2: version, mode and max_age are "required once".
     if "version" not in seen:

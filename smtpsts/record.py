@@ -12,6 +12,7 @@ version (``id``) it is; the policy itself is fetched over HTTPS only when the
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 
@@ -51,18 +52,6 @@ def _check_id(_: object, __: object, value: str) -> None:
         raise ValueError(f"id must be 1 to 32 letters and digits, not {value!r}")
 
 
-def _to_pairs(value: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((name, val) for name, val in value)
-
-
-def _check_extensions(_: object, __: object, value: tuple[tuple[str, str], ...]) -> None:
-    for name, val in value:
-        if name in _SPEC.reserved:
-            raise ValueError(f"{name!r} is a reserved key, not an extension")
-        if _txt.EXT_NAME.fullmatch(name) is None or _txt.EXT_VALUE.fullmatch(val) is None:
-            raise ValueError(f"{name}={val} is not a valid extension field")
-
-
 @attrs.frozen
 class STSRecord:
     """
@@ -80,7 +69,7 @@ class STSRecord:
 
     id: str = attrs.field(validator=_check_id)
     extensions: tuple[tuple[str, str], ...] = attrs.field(
-        default=(), converter=_to_pairs, validator=_check_extensions
+        default=(), converter=_txt.to_pairs, validator=_SPEC.check_extensions
     )
     lenient: bool = False
 
@@ -114,12 +103,7 @@ class STSRecord:
             # Nearly every record is just the version and the id: no need for the
             # field-by-field parse, nor for __init__ to check the id again.
             return cls._of_id(usual.group(1))
-        try:
-            return cls._parse(decoded, lenient=False)
-        except RecordSyntaxError:
-            if not lenient:
-                raise
-        return cls._parse(decoded, lenient=True)
+        return _SPEC.parse_text(decoded, cls._parse, lenient=lenient)
 
     @classmethod
     def _of_id(cls, record_id: str) -> STSRecord:
@@ -135,19 +119,12 @@ class STSRecord:
     def _parse(cls, text: str, *, lenient: bool) -> STSRecord:
         record_id: str | None = None
         extensions: list[tuple[str, str]] = []
-        for field in _txt.parse_fields(text, _SPEC, lenient=lenient):
-            if field.key == "v":
-                # AMB-04/AMB-15: a repeated "v" is ignored, but must still be the version.
-                if field.value != VERSION:
-                    _SPEC.fail(
-                        f"a repeated 'v' field must be {VERSION!r}, not {_txt.show(field.value)}",
-                        offset=field.value_offset,
-                        reason="invalid-version",
-                        cites=("STS-REC-05", "STS-REC-16"),
-                    )
-            elif field.key == "id":
-                # RFC 8461 §3.1: 1*32(ALPHA / DIGIT); every occurrence must fit
-                # (STS-REC-16, AMB-15) and the first one wins (STS-REC-11, AMB-04).
+        fields = _txt.parse_fields(text, _SPEC, lenient=lenient)
+        # STS-REC-11, STS-REC-16 (AMB-04, AMB-15): a repeated "v" or "id" is ignored.
+        for field in _txt.counted_fields(fields, _SPEC):
+            if field.key == "id":
+                # RFC 8461 §3.1: 1*32(ALPHA / DIGIT); the first "id" must fit and is
+                # never read as an extension (STS-REC-06, STS-REC-16).
                 if _ID.fullmatch(field.value) is None:
                     _SPEC.fail(
                         f"id {_txt.show(field.value)} must be 1 to 32 letters and digits",
@@ -155,8 +132,7 @@ class STSRecord:
                         reason="invalid-id",
                         cites=("STS-REC-06", "STS-REC-16"),
                     )
-                if record_id is None:
-                    record_id = field.value
+                record_id = field.value
             else:
                 # RFC 8461 §3.2: unknown fields are accepted and kept (STS-REC-09).
                 extensions.append(_txt.check_extension(field, _SPEC))
@@ -182,23 +158,15 @@ class STSRecord:
 
 
 @attrs.frozen
-class RecordSelection:
+class RecordSelection(_txt.Selection[STSRecord, RecordSyntaxError]):
     """
     The outcome of choosing the MTA-STS record of a TXT RRset.
 
-    Attributes:
-        status: What was found; only :attr:`SelectionStatus.FOUND` carries a
-            record.
-        record: The record when ``status`` is ``FOUND``, else ``None``.
-        error: The syntax error of the single candidate when ``status`` is
-            ``SYNTAX_ERROR``, else ``None``.
-        candidates: How many records of the RRset were candidates (AMB-10).
+    See :class:`smtpsts._txt.Selection` for the attributes: ``status``,
+    ``record`` (an :class:`STSRecord` when ``FOUND``), ``error`` (a
+    :class:`smtpsts.RecordSyntaxError` when ``SYNTAX_ERROR``) and
+    ``candidates``.
     """
-
-    status: SelectionStatus
-    record: STSRecord | None = None
-    error: RecordSyntaxError | None = None
-    candidates: int = 0
 
 
 def select_sts_record(
@@ -224,11 +192,10 @@ def select_sts_record(
     Returns:
         The selection.
     """
-    status, record, error, candidates = _txt.select(
+    return _txt.select(
         rrset,
         _SPEC,
-        lambda text: STSRecord.from_text(text, lenient=lenient),
-        RecordSyntaxError,
+        functools.partial(STSRecord.from_text, lenient=lenient),
+        RecordSelection,
         lenient=lenient,
     )
-    return RecordSelection(status, record, error, candidates)

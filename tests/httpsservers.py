@@ -25,6 +25,7 @@ import gzip
 import selectors
 import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -49,8 +50,11 @@ __all__ = [
     "chunked",
     "close_delimited",
     "gzip_body",
+    "oversized",
     "policy",
     "raw",
+    "redirect",
+    "reset",
     "slow_drip",
     "stall",
 ]
@@ -164,6 +168,27 @@ def stall(seconds: float = 30.0, *, head: bytes = b"") -> Handler:
     return handler
 
 
+def redirect(location: str, *, status: str = "301 Moved Permanently") -> Handler:
+    """A 3xx answer sending the client to ``location`` (fetchers must not follow it)."""
+    return policy(b"moved\n", status=status, headers=[f"Location: {location}"])
+
+
+def oversized(size: int = 65536 + 1024, *, head: bytes = b"") -> Handler:
+    """A 200 ``text/plain`` body of ``size`` bytes: ``head`` padded with comment-like filler."""
+    filler = b"x" * max(0, size - len(head))
+    return policy(head + filler)
+
+
+def reset() -> Handler:
+    """Read the request, then abort the connection with a TCP RST (no answer at all)."""
+
+    def handler(conn: ssl.SSLSocket, _stop: threading.Event) -> None:
+        # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    return handler
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -182,13 +207,14 @@ class HTTPSServer:
 
     Args:
         max_tls: Offer no TLS version above this one (e.g. TLS 1.1).
+        backlog: The listen backlog (raise it for hundreds of concurrent clients).
 
     Attributes:
         root: The test CA (trust it with :attr:`trust`).
         requests: Every request received, in order.
     """
 
-    def __init__(self, *, max_tls: ssl.TLSVersion | None = None) -> None:
+    def __init__(self, *, max_tls: ssl.TLSVersion | None = None, backlog: int = 128) -> None:
         self.root = certfactory.make("smtpsts test root", ca=True)
         self.trust = TrustStore([self.root.cert])
         self._tmp = tempfile.TemporaryDirectory(prefix="smtpsts-https-")
@@ -205,6 +231,7 @@ class HTTPSServer:
             _cap_version(self._default, max_tls)
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        self.backlog = backlog
         self.port = 0
 
     # ------------------------------------------------------------------ setup
@@ -278,7 +305,7 @@ class HTTPSServer:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
+        listener.listen(self.backlog)
         listener.settimeout(0.05)
         self._listener = listener
         self.port = listener.getsockname()[1]

@@ -40,10 +40,10 @@ class RedisServer:
         """``redis://127.0.0.1:<port>/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *, port: int | None = None) -> None:
         """Start the server and wait until it accepts connections (at most 10 s)."""
         for _ in range(5):
-            self.port = _free_port()
+            self.port = port or _free_port()
             self._process = subprocess.Popen(
                 [
                     self.binary,
@@ -85,6 +85,12 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def restart(self) -> None:
+        """Stop the server and start it again, empty (no persistence), on the same port."""
+        port = self.port
+        self.stop()
+        self.start(port=port)
 
     def close(self) -> None:
         """Stop the server and remove its directory."""

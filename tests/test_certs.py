@@ -35,6 +35,8 @@ from smtpsts.certs import (
     TrustStore,
     check_certificate,
     classify_verification_error,
+    describe_certificate,
+    describe_failure,
     load_chain,
 )
 
@@ -192,7 +194,7 @@ class TestValidity:
             result.result_type,
             result.reason,
         )
-        assert result.detail.startswith("a certificate is not yet valid")
+        assert result.detail.startswith("the certificate is not yet valid: only from 2030-01-01")
 
     def test_expired_and_mismatch_reports_expired(self, ca, trust):
         """STS-CERT-01, STS-CERT-16: leaf dates are checked before the name."""
@@ -538,3 +540,116 @@ def test_generator_runs(tmp_path):
         written = vectors.load_document(tmp_path / f"{group}.json")
         shipped = [c["id"] for c in vectors.load(group)]
         assert shipped == [c["id"] for c in written["cases"]]
+
+
+class TestPlainWords:
+    """
+    Issue 12 item 3: certificate failures in plain words, no library reprs.
+
+    Each detail names the certificate concerned (subject, DNS names, issuer,
+    validity dates) and the name that was expected.
+    """
+
+    def test_expired_leaf(self, ca, trust):
+        """STS-CERT-01: the date it expired and the certificate."""
+        lf = leaf(ca, not_before=PAST, not_after=datetime(2020, 5, 1, 12, 0, tzinfo=UTC))
+        detail = check(ca, trust, lf).detail
+        assert detail.startswith("the certificate expired on 2020-05-01 12:00 UTC (subject CN=mx1")
+        assert "names mx1.example.com;" in detail
+        assert "issued by CN=" in detail
+        assert "valid 2001-01-01 00:00 to 2020-05-01 12:00 (UTC)" in detail
+        assert "Certificate(" not in detail
+        assert "<" not in detail
+
+    def test_expired_and_future_ca(self, trust):
+        """STS-CERT-01: a CA certificate of the chain out of its period is said to be one."""
+        root = make("old root", ca=True, not_before=PAST, not_after=NOW - timedelta(days=1))
+        lf = make(MX_HOST, issuer=root)
+        detail = describe_failure("expired", [lf.cert, root.cert], MX_HOST, NOW)
+        assert detail.startswith("a CA certificate of the chain expired on")
+        young = make("young root", ca=True, not_before=FUTURE)
+        lf = make(MX_HOST, issuer=young)
+        detail = describe_failure("not-yet-valid", [lf.cert, young.cert], MX_HOST, NOW)
+        assert detail.startswith("a CA certificate of the chain is not yet valid: only from 2030")
+        # Dates in period (a classification from the verifier alone): the leaf is named.
+        detail = describe_failure("expired", [lf.cert], MX_HOST, NOW)
+        assert detail.startswith("the certificate expired on")
+
+    def test_wrong_name(self, ca, trust):
+        """STS-CERT-03: the names it has and the name expected."""
+        lf = leaf(ca, "mx9.example.org", san=["mx9.example.org", "*.example.org"])
+        detail = check(ca, trust, lf).detail
+        assert detail.startswith("the certificate is not valid for mx1.example.com (subject CN=mx9")
+        assert "names mx9.example.org, *.example.org;" in detail
+
+    def test_no_san(self, ca, trust):
+        """STS-CERT-04: no subjectAltName: the CN is never used."""
+        detail = check(ca, trust, leaf(ca, san=())).detail
+        assert "has no subjectAltName" in detail
+        assert "expected mx1.example.com" in detail
+        assert "names no subjectAltName;" in detail
+
+    def test_self_signed_and_unknown_ca(self, ca):
+        """STS-CERT-02: a self-signed certificate, a chain ending at an unknown CA or issuer."""
+        other = TrustStore([make("other root", ca=True).cert])
+        alone = make(MX_HOST)
+        detail = check_certificate([alone.cert], MX_HOST, trust=other, now=NOW).detail
+        assert detail.startswith("the certificate is self-signed that is not trusted")
+        root = make("private root", ca=True)
+        chain = [make(MX_HOST, issuer=root).cert, root.cert]
+        detail = check_certificate(chain, MX_HOST, trust=other, now=NOW).detail
+        assert detail.startswith("the chain ends at a CA that is not trusted (subject CN=private")
+        # The verifier says "exceeds max depth" for an untrusted root in the chain.
+        result = check_certificate(chain, MX_HOST, trust=other, now=NOW)
+        assert (ResultType.CERTIFICATE_NOT_TRUSTED, "unknown-ca") == (
+            result.result_type,
+            result.reason,
+        )
+        detail = check(ca, other, leaf(ca)).detail
+        assert detail.startswith("the chain does not lead to a trusted CA: its last certificate")
+        assert f"issued by {ca.root.cert.subject.rfc4514_string()}" in detail
+
+    @pytest.mark.parametrize(
+        ("reason", "words"),
+        [
+            ("bad-signature", "a signature in the chain does not verify"),
+            ("name-constraints", "name constraints"),
+            ("path-length", "longer than a CA allows"),
+            ("chain-too-deep", "the chain is too long"),
+            ("not-a-ca", "is not a CA"),
+            ("bad-eku", "not for TLS servers"),
+            ("weak-key", "too weak"),
+            ("x509-error", "the chain does not verify"),
+        ],
+    )
+    def test_other_reasons(self, ca, reason, words):
+        """STS-CERT-16: every reason code has words, and the certificate and name."""
+        detail = describe_failure(reason, [leaf(ca).cert], MX_HOST, NOW)
+        assert detail.startswith(words) or words in detail
+        assert "expected mx1.example.com (subject CN=mx1.example.com" in detail
+
+    def test_wrong_eku_end_to_end(self, ca, trust):
+        """STS-CERT-16: a client-only certificate, checked for real."""
+        detail = check(ca, trust, leaf(ca, eku=[CLIENT_AUTH])).detail
+        assert detail.startswith("the certificate is not for TLS servers")
+
+    def test_names_listed_and_cut(self, ca):
+        """Peer text is bounded: 8 names then "and N more", 200 characters, escapes."""
+        names = [f"h{i}.example.com" for i in range(11)]
+        text = describe_certificate(leaf(ca, san=names).cert)
+        assert "h7.example.com and 3 more;" in text
+        text = describe_certificate(make("x", san=["a" * 300]).cert)
+        assert "names " + "a" * 200 + "...;" in text
+        ip_only = make("ip", san=[x509.IPAddress(ipaddress.ip_address("192.0.2.1"))])
+        assert "names no DNS names;" in describe_certificate(ip_only.cert)
+        odd = make("bell\x07", san=["x.example"])
+        assert "CN=bell\\x07" in describe_certificate(odd.cert)
+        assert "subject (empty);" in describe_certificate(make(None, san=["x.example"]).cert)
+
+    def test_malformed_san(self, ca):
+        """A subjectAltName the library cannot parse is "no DNS names", not an exception."""
+        garbage = x509.UnrecognizedExtension(
+            x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x82\x05x"
+        )
+        broken = make(MX_HOST, issuer=ca.intermediate, san=(), extra=[(garbage, False)])
+        assert "names no DNS names;" in describe_certificate(broken.cert)

@@ -17,6 +17,7 @@ from httpsservers import HTTPSServer, policy
 from smtpsts import ResultType
 from smtpsts._cli import main
 from smtpsts._cli.check import render
+from smtpsts.certs import CertificateCheck
 from smtpsts.dane import TLSARecord
 from smtpsts.io.check import (
     CheckReport,
@@ -26,6 +27,7 @@ from smtpsts.io.check import (
     TLSRPTCheck,
     _dane,
     _judge_mx,
+    _mx_problems,
     _outcome,
     check_domain,
 )
@@ -584,6 +586,33 @@ class TestDANE:
         report = CheckReport(D, STSCheck(), TLSRPTCheck(), (mx,), dane_checked=True)
         assert "    DANE: secure, all-unusable-records" in "\n".join(render(report))
 
+    def _dane_ee_mx(self) -> MXCheck:
+        # An MX authenticated by DANE-EE whose certificate fails WebPKI.
+        pki = certfactory.pki(MX)
+        record = TLSARecord.from_text(_tlsa_text(3, pki.leaf.cert))
+        lookup = TLSALookup(DNSStatus.SECURE, MX, 25, (record,), MX, (MX,), secure=True)
+        probe = self._probe(pki.chain)
+        untrusted = CertificateCheck(
+            False, ResultType.CERTIFICATE_NOT_TRUSTED, "not trusted", "certificate-not-trusted"
+        )
+        dane = _dane(lookup, probe, datetime.now(UTC))
+        return MXCheck(MX, 10, probe=probe, certificate=untrusted, dane=dane)
+
+    def test_dane_authenticated_pkix_failure_is_advice_without_sts(self):
+        """Issue 12 item 4, RFC 7672 §3.1: no MTA-STS policy and DANE authenticates: advice only."""
+        advice: list[str] = []
+        problems = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=False, advice=advice)
+        assert [] == problems
+        assert 1 == len(advice)
+        assert "authenticate this MX by DANE" in advice[0]
+
+    def test_pkix_failure_stays_a_problem_under_sts(self):
+        """Issue 12 item 4, RFC 8461 §4.2: with an MTA-STS policy, WebPKI still matters: a problem."""
+        advice: list[str] = []
+        problems = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=True, advice=advice)
+        assert [f"MX {MX}: certificate certificate-not-trusted: not trusted."] == problems
+        assert [] == advice
+
     def test_bogus(self):
         """DANE-08: a bogus TLSA lookup makes the MX unusable (reported as a failure)."""
         lookup = TLSALookup(DNSStatus.BOGUS, MX, 25, detail="EDE 6")
@@ -660,3 +689,102 @@ class TestDANELab:
         )
         assert any("mx2.dane.test: DANE secure" in p for p in doc["problems"])
         assert any("mx3.dane.test: DANE secure" in p for p in doc["problems"])
+
+
+class TestBuiltInLab:
+    """``smtpsts check --lab FILE`` against the built-in lab (issue 12 items 2 and 4)."""
+
+    def test_dane_domain_is_not_a_problem(self, tmp_path, capsys):
+        """
+        Issue 12 item 4: the lab's dane.example (DANE-EE, no MTA-STS) has no problems.
+
+        DANE authenticates its MX: the missing MTA-STS record and the
+        self-signed certificate are advice, not problems, so a monitor gets
+        exit status 0.
+        """
+        from smtpsts.lab.scenarios import Lab as BuiltInLab
+        from smtpsts.lab.state import write_lab_state
+
+        with BuiltInLab() as running:
+            state = write_lab_state(running, tmp_path)
+            status = main(["check", "dane.example", "--lab", str(state.path), "--json"])
+            doc = json.loads(capsys.readouterr().out)
+        assert (0, []) == (status, doc["problems"])
+        assert True is doc["mx"][0]["dane"]["authenticated"]
+        assert any("authenticated by DANE" in a for a in doc["advice"])
+
+    def test_bad_lab_file(self, tmp_path, capsys):
+        """Issue 12 item 2: a missing or foreign state file is a one-line usage error (exit 2)."""
+        assert 2 == main(["check", "example.com", "--lab", str(tmp_path / "gone.json")])
+        assert "is `smtpsts lab --keep-running` still running?" in capsys.readouterr().err
+        (tmp_path / "x.json").write_text('{"v": 99}')
+        assert 2 == main(["check", "example.com", "--lab", str(tmp_path / "x.json")])
+        assert "not a lab state file of version 1" in capsys.readouterr().err
+
+
+class TestCachedPolicy:
+    """``smtpsts check --cache``: the verdicts of a sender holding the policy server's cache (SEC-50)."""
+
+    def _learn(self, lab: Lab, path: Path) -> None:
+        from smtpsts.io.dns import DNSResolver
+        from smtpsts.io.drivers import PolicyResolver
+        from smtpsts.io.http import HTTPSFetcher
+        from smtpsts.stores.sqlite import SQLitePolicyStore
+
+        store = SQLitePolicyStore(path)
+        connect_to = {(f"mta-sts.{D}", 443): ("127.0.0.1", lab.https.port)}
+        resolver = PolicyResolver(
+            store=store,
+            dns=DNSResolver([lab.dns.address]),
+            fetcher=HTTPSFetcher(trust=lab.https.trust, connect_to=connect_to),
+        )
+        assert "enforce" == resolver.resolve(D).mode.value  # type: ignore[union-attr]
+        store.close()
+
+    def test_sec_50_cached_enforce_judges_attacker_mx(self, lab, capsys, tmp_path):
+        """SEC-50: TXT blocked and MX swapped: with --cache the attacker's MX is skipped, not trusted."""
+        lab.publish()
+        cache = tmp_path / "cache.db"
+        self._learn(lab, cache)
+        # The attacker: no _mta-sts answer, and an MX of its own with a valid certificate.
+        lab.dns.servfail(f"_mta-sts.{D}")
+        lab.dns.set(D, "MX", "10 evil.example.net.")
+        lab.dns.add("evil.example.net", "A", "127.0.0.1")
+        lab.smtp_server("evil.example.net")
+
+        _, plain = lab.json(capsys)
+        _, cached = lab.json(capsys, D, "--cache", str(cache))
+        _, text = lab.text(capsys, D, "--cache", str(cache))
+
+        assert "deliver" == _mx(plain, "evil.example.net")["verdict"]["action"]
+        assert "skip-mx" == _mx(cached, "evil.example.net")["verdict"]["action"]
+        applied = cached["applied"]
+        assert ("enforce", "cached") == (applied["mode"], applied["source"])
+        assert applied["failure"].endswith("+fallback-to-cached-policy")
+        assert "a sender with this cache applies: enforce (cached, id 20240101" in text
+        assert plain["applied"] is None
+
+    def test_cache_without_entry(self, lab, capsys, tmp_path):
+        """A cache that does not know the domain gives the verdicts of discovery itself."""
+        lab.publish()
+        lab.smtp_server(MX)
+        cache = tmp_path / "empty.db"
+        from smtpsts.stores.sqlite import SQLitePolicyStore
+
+        SQLitePolicyStore(cache).close()
+
+        status, doc = lab.json(capsys, D, "--cache", str(cache))
+
+        assert 0 == status
+        assert ("enforce", "fresh") == (doc["applied"]["mode"], doc["applied"]["source"])
+
+    def test_bad_cache(self, lab, capsys, tmp_path):
+        """A missing or unreadable cache file is a usage error (exit 2)."""
+        garbage = tmp_path / "garbage.db"
+        garbage.write_bytes(b"not a database" * 100)
+
+        assert 2 == main(lab.args(D, "--cache", str(tmp_path / "missing.db")))
+        assert 2 == main(lab.args(D, "--cache", str(garbage)))
+        err = capsys.readouterr().err
+        assert "no such file" in err
+        assert "cannot be read" in err

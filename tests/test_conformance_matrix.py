@@ -385,3 +385,57 @@ class TestMain:
 
         assert 13 == len({i.group for i in items.values()})
         assert all(i.ref and i.level and i.requirement for i in items.values())
+
+
+class TestProjectItems:
+    def _repo(self, tmp_path: Path, project: dict[str, object]) -> Path:
+        ids = {
+            "SEC-01": {
+                "ref": "8461 §10.2",
+                "level": "SHOULD",
+                "requirement": "Alert.",
+                "group": "SEC",
+            },
+            "DANE-01": {
+                "ref": "7672 §2",
+                "level": "MUST",
+                "requirement": "DNSSEC.",
+                "group": "DANE",
+            },
+        }
+        (tmp_path / "tools").mkdir()
+        (tmp_path / "tools" / "conformance_ids.json").write_text(json.dumps(ids))
+        (tmp_path / "tools" / "conformance_project.json").write_text(json.dumps(project))
+        (tmp_path / "tests").mkdir()
+        (tmp_path / "tests" / "test_x.py").write_text('def test_a():\n    """SEC-50: covered."""\n')
+        return tmp_path
+
+    def test_project_items_are_merged(self, tmp_path: Path) -> None:
+        """Project items (tools/conformance_project.json) join their group, after its checklist items."""
+        root = self._repo(
+            tmp_path,
+            {
+                "SEC-50": {
+                    "ref": "8461 §5.1",
+                    "level": "PROJ",
+                    "requirement": "Cache wins.",
+                    "group": "SEC",
+                }
+            },
+        )
+
+        matrix = conformance.build(root, root / "tools" / "conformance_ids.json", root / "na.toml")
+
+        assert ["DANE-01", "SEC-01", "SEC-50"] == sorted(matrix.items)
+        assert ["SEC-01", "SEC-50"] == [i for i in matrix.items if i.startswith("SEC")]
+        assert ["tests/test_x.py::test_a"] == matrix.coverage["SEC-50"].tests
+
+    def test_project_item_may_not_shadow_checklist(self, tmp_path: Path) -> None:
+        """A project item with a checklist ID is refused."""
+        root = self._repo(
+            tmp_path,
+            {"SEC-01": {"ref": "x", "level": "PROJ", "requirement": "Again.", "group": "SEC"}},
+        )
+
+        with pytest.raises(conformance.ConformanceError, match="also in the checklist"):
+            conformance.build(root, root / "tools" / "conformance_ids.json", root / "na.toml")

@@ -17,9 +17,18 @@ import pytest
 from dnsserver import DNSServer
 from fakes import T0, ScriptedDNS, ScriptedFetcher, ok, txt
 from httpsservers import ENFORCE, HTTPSServer, policy, slow_drip
-from smtpsts.actions import FetchFailed, FetchFailure, FetchPolicy, TXTFailure
-from smtpsts.cache import CacheEntry, PolicyConfig, PolicyOutcome, PolicySource
+from smtpsts.actions import FetchFailed, FetchFailure, FetchPolicy, LookupTXT, Resolved, TXTFailure
+from smtpsts.cache import (
+    CacheEntry,
+    PolicyConfig,
+    PolicyOutcome,
+    PolicyResolution,
+    PolicySource,
+    cached_outcome,
+)
 from smtpsts.exceptions import UsageError
+from smtpsts.io._known import STATS, Burst, KnownEntries
+from smtpsts.io._policy_lookup import RefreshEach, aperform_with, perform_with
 from smtpsts.io.dns import AsyncDNSResolver, DNSResolver
 from smtpsts.io.drivers import PolicyResolver, RefreshReport, aresolve_policy, resolve_policy
 from smtpsts.io.http import AsyncHTTPSFetcher, HTTPSFetcher
@@ -249,7 +258,7 @@ class TestEndToEnd:
                 time.sleep(0.2)
                 raise RuntimeError("adapter bug")
 
-        resolver = PolicyResolver(resolver=Boom(), fetcher=ScriptedFetcher([]))  # type: ignore[arg-type]
+        resolver = PolicyResolver(dns=Boom(), fetcher=ScriptedFetcher([]))  # type: ignore[arg-type]
         errors: list[str] = []
 
         def work() -> None:
@@ -270,7 +279,7 @@ class TestEndToEnd:
                 await asyncio.sleep(0.1)
                 return txt()
 
-        aresolver = PolicyResolver(aresolver=Slow(), afetcher=None)  # type: ignore[arg-type]
+        aresolver = PolicyResolver(adns=Slow(), afetcher=None)  # type: ignore[arg-type]
 
         async def run() -> None:
             first = asyncio.ensure_future(aresolver.aresolve("example.com", now=T0))
@@ -352,7 +361,7 @@ class TestRefresh:
         store.put(CacheEntry("neg.example", negative_until=T0 - timedelta(seconds=1)))
         resolver = PolicyResolver(
             store=store,
-            resolver=ScriptedDNS([txt("v=STSv1; id=1;")]),
+            dns=ScriptedDNS([txt("v=STSv1; id=1;")]),
             fetcher=ScriptedFetcher([ok(NONE_POLICY)]),
         )
         report = resolver.refresh_due(now=T0)
@@ -378,7 +387,7 @@ class TestRefresh:
         fetcher = ScriptedFetcher([ok()])
         resolver = PolicyResolver(
             store=store,
-            resolver=ScriptedDNS([txt("v=STSv1; id=1;")]),
+            dns=ScriptedDNS([txt("v=STSv1; id=1;")]),
             fetcher=fetcher,
             rng=random.Random(seed),
             jitter=0.1,
@@ -443,16 +452,16 @@ class TestFacade:
     def test_default_adapters(self, https: HTTPSServer, dns_server: DNSServer) -> None:
         """STS-FETCH-01: the facade builds DNS and HTTPS adapters from its settings."""
         resolver = make_resolver(https, dns_server)
-        assert isinstance(resolver.resolver, DNSResolver)
+        assert isinstance(resolver.dns, DNSResolver)
         assert isinstance(resolver.fetcher, HTTPSFetcher)
-        assert isinstance(resolver.aresolver, AsyncDNSResolver)
+        assert isinstance(resolver.adns, AsyncDNSResolver)
         assert isinstance(resolver.afetcher, AsyncHTTPSFetcher)
         assert resolver.clock().utcoffset() is not None
 
     def test_temporary_error_logged(self, caplog: pytest.LogCaptureFixture) -> None:
         """STS-CACHE-09, AMB-16: a temporary DNS error with nothing cached is logged."""
         resolver = PolicyResolver(
-            resolver=ScriptedDNS([TXTFailure("SERVFAIL")]), fetcher=ScriptedFetcher([])
+            dns=ScriptedDNS([TXTFailure("SERVFAIL")]), fetcher=ScriptedFetcher([])
         )
         with caplog.at_level(logging.WARNING):
             outcome = resolver.resolve("example.com", now=T0)
@@ -462,9 +471,7 @@ class TestFacade:
     def test_fetch_failure_backoff(self) -> None:
         """STS-FETCH-14: after a failed fetch the same id is not fetched again for 5 minutes."""
         fetcher = ScriptedFetcher([FetchFailed(FetchFailure.CONNECT_ERROR, "refused")])
-        resolver = PolicyResolver(
-            resolver=ScriptedDNS([txt("v=STSv1; id=1;")] * 2), fetcher=fetcher
-        )
+        resolver = PolicyResolver(dns=ScriptedDNS([txt("v=STSv1; id=1;")] * 2), fetcher=fetcher)
         first = resolver.resolve("example.com", now=T0)
         second = resolver.resolve("example.com", now=T0 + timedelta(seconds=60))
         assert first.failure is not None
@@ -500,7 +507,7 @@ class TestNonBlocking:
             async def lookup_txt(self, qname: str) -> object:
                 raise RuntimeError("adapter bug")
 
-        resolver = PolicyResolver(aresolver=Broken())  # type: ignore[arg-type]
+        resolver = PolicyResolver(adns=Broken())  # type: ignore[arg-type]
 
         async def run() -> None:
             outcome = await resolver.aresolve_nowait("example.com", now=T0)
@@ -514,7 +521,7 @@ class TestNonBlocking:
     def test_logs_use_a_labels(self, caplog: pytest.LogCaptureFixture) -> None:
         """SEC-15: log lines name domains as A-labels, even when asked with a U-label."""
         resolver = PolicyResolver(
-            resolver=ScriptedDNS([TXTFailure("SERVFAIL")]), fetcher=ScriptedFetcher([])
+            dns=ScriptedDNS([TXTFailure("SERVFAIL")]), fetcher=ScriptedFetcher([])
         )
         with caplog.at_level(logging.WARNING):
             resolver.resolve("Bücher.example", now=T0)
@@ -633,3 +640,144 @@ class TestRecheckBeforeBounce:
         assert (Mode.TESTING, PolicySource.CACHED) == (same.mode, same.source)
         with pytest.raises(UsageError, match="asyncio store"):
             resolver.recheck_before_bounce(name, later)
+
+
+class TestConversations:
+    """Issue 11: one generator per conversation, run by drive() and adrive() alike."""
+
+    def test_machine_steps(self) -> None:
+        """STYLE.md §3.5, STS-FETCH-19: PolicyResolution.steps() yields the machine's actions and returns Resolved."""
+        steps = PolicyResolution("example.com", cached=None, now=T0).steps()
+        assert LookupTXT("_mta-sts.example.com.") == next(steps)
+        fetch = steps.send(txt("v=STSv1; id=1;"))
+        assert isinstance(fetch, FetchPolicy)
+        with pytest.raises(StopIteration) as stop:
+            steps.send(ok(ENFORCE))
+        resolved = stop.value.value
+        assert isinstance(resolved, Resolved)
+        assert (Mode.ENFORCE, "1") == (resolved.outcome.mode, resolved.store.record_id)
+
+    def test_machine_steps_negative_cache(self) -> None:
+        """STS-CACHE-15: a negative entry resolves without any action: steps() yields nothing."""
+        cached = CacheEntry("example.com", negative_until=T0 + timedelta(minutes=5))
+        steps = PolicyResolution("example.com", cached=cached, now=T0).steps()
+        with pytest.raises(StopIteration) as stop:
+            next(steps)
+        assert PolicySource.NONE == stop.value.value.outcome.source
+
+    def test_same_answers_sync_and_async(self) -> None:
+        """Issue 11: the sync and asyncio loops run the same conversation to the same outcome and entry."""
+        sync_store = MemoryPolicyStore()
+        sync = resolve_policy(
+            "example.com",
+            resolver=ScriptedDNS([txt("v=STSv1; id=1;")]),
+            fetcher=ScriptedFetcher([ok(ENFORCE)]),
+            store=sync_store,
+            now=T0,
+        )
+        async_store = SyncAsAsyncStore(MemoryPolicyStore())
+        asynced = asyncio.run(
+            aresolve_policy(
+                "example.com",
+                resolver=AsyncScripted(ScriptedDNS([txt("v=STSv1; id=1;")])),
+                fetcher=AsyncScripted(ScriptedFetcher([ok(ENFORCE)])),
+                store=async_store,
+                now=T0,
+            )
+        )
+        assert sync == asynced
+        assert sync_store.get("example.com") == asyncio.run(async_store.get("example.com"))
+
+    def test_unknown_request(self) -> None:
+        """Issue 11: a perform function refuses a request it does not know (a bug, never a verdict)."""
+        store = MemoryPolicyStore()
+        perform = perform_with(ScriptedDNS([]).lookup_txt, ScriptedFetcher([]).fetch, store)
+        with pytest.raises(TypeError, match="cannot perform"):
+            perform(RefreshEach((), T0))
+        aperform = aperform_with(
+            AsyncScripted(ScriptedDNS([])).lookup_txt,
+            AsyncScripted(ScriptedFetcher([])).fetch,
+            SyncAsAsyncStore(store),
+        )
+        with pytest.raises(TypeError, match="cannot perform"):
+            asyncio.run(aperform(RefreshEach((), T0)))
+
+
+class AsyncScripted:
+    """An asyncio face for a scripted DNS or fetcher fake."""
+
+    def __init__(self, fake: ScriptedDNS | ScriptedFetcher) -> None:
+        self.fake = fake
+
+    async def lookup_txt(self, qname: str) -> object:
+        return self.fake.lookup_txt(qname)  # type: ignore[union-attr]
+
+    async def fetch(self, request: FetchPolicy) -> object:
+        return self.fake.fetch(request)  # type: ignore[union-attr]
+
+
+class TestAdapterNames:
+    """Issue 11: the DNS adapter arguments are dns=/adns=; resolver=/aresolver= work for one release."""
+
+    def test_old_keywords_warn(self) -> None:
+        """Issue 11: resolver= and aresolver= still set the adapters, with a DeprecationWarning each."""
+        dns, adns = ScriptedDNS([]), AsyncScripted(ScriptedDNS([]))
+        with pytest.warns(DeprecationWarning, match=r"resolver=\.\.\.\) is deprecated; use dns="):
+            sync = PolicyResolver(resolver=dns)
+        with pytest.warns(DeprecationWarning, match=r"aresolver=\.\.\.\) is deprecated; use adns="):
+            asynced = PolicyResolver(aresolver=adns)  # type: ignore[arg-type]
+        assert (dns, adns) == (sync.dns, asynced.adns)
+
+    def test_old_properties_warn(self) -> None:
+        """Issue 11: the .resolver and .aresolver properties are deprecated names of .dns and .adns."""
+        dns, adns = ScriptedDNS([]), AsyncScripted(ScriptedDNS([]))
+        resolver = PolicyResolver(dns=dns, adns=adns)  # type: ignore[arg-type]
+        with pytest.warns(DeprecationWarning, match="use .dns"):
+            assert dns is resolver.resolver
+        with pytest.warns(DeprecationWarning, match="use .adns"):
+            assert adns is resolver.aresolver
+
+    def test_both_names_refused(self) -> None:
+        """Issue 11: giving the old and the new keyword at once is a TypeError."""
+        with pytest.raises(TypeError, match="give dns= only"):
+            PolicyResolver(dns=ScriptedDNS([]), resolver=ScriptedDNS([]))
+
+
+class TestKnownEntries:
+    """Issue 10: the process-local view a PolicyResolver answers from when the store fails."""
+
+    def test_burst_summarises(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Issue 17: repeated fault warnings are logged once, then as one summary with a count."""
+        burst = Burst(every=60)
+        with caplog.at_level(logging.WARNING):
+            burst.warn("fault %s", "a")
+            burst.warn("fault %s", "b")
+            burst.last -= 61
+            burst.warn("fault %s", "c")
+        assert ["fault a", "fault c (1 more like it since the last report)"] == [
+            r.getMessage() for r in caplog.records
+        ]
+
+    def test_bounded(self) -> None:
+        """Issue 10: at most `limit` live entries and failed-check outcomes are remembered."""
+        view = KnownEntries(1, dict.fromkeys(STATS, 0))
+        first, second = (
+            CacheEntry(
+                d,
+                policy=Policy.from_text(ENFORCE),
+                record_id="1",
+                fetched_at=T0,
+                expires_at=T0 + timedelta(days=1),
+            )
+            for d in ("a.example", "b.example")
+        )
+        view.remember(first)
+        view.remember(second)
+        assert ["b.example"] == list(view.entries)
+        for entry in (first, second):
+            outcome = attrs.evolve(
+                cached_outcome(entry, T0),
+                used_cache_after_failure=True,  # type: ignore[arg-type]
+            )
+            view.settle(entry.domain, outcome, Resolved(outcome))
+        assert ["b.example"] == list(view.fallbacks)

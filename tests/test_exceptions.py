@@ -15,7 +15,6 @@ from smtpsts.exceptions import (
     SMTPSTSError,
     TLSRPTRecordSyntaxError,
     UsageError,
-    ValidationError,
 )
 
 
@@ -63,7 +62,9 @@ def test_result_types():
     """Failures TLS-RPT can report carry their result type."""
     assert smtpsts.ResultType.STS_POLICY_INVALID == PolicySyntaxError.result_type
     assert RecordSyntaxError.result_type is None
-    assert smtpsts.ResultType.VALIDATION_FAILURE == ValidationError.result_type
+    with pytest.warns(DeprecationWarning, match="ValidationError is deprecated"):
+        validation_error = exceptions.ValidationError
+    assert smtpsts.ResultType.VALIDATION_FAILURE == validation_error.result_type
 
 
 def test_usage_error_is_runtime_error():

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from smtpsts import LocalResourceError, Mode, Policy
+from smtpsts.cache import PolicyOutcome, PolicySource
 from smtpsts.decision import Deliver, DeliverAndReport
 from smtpsts.io.deliver import (
     AsyncDelivery,
@@ -20,11 +23,12 @@ from smtpsts.io.deliver import (
     adeliver_connection,
     deliver_connection,
 )
-from smtpsts.io.dns import AsyncDNSResolver, DNSResolver
+from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSResolver
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSSECResolver
 from smtpsts.io.drivers import PolicyResolver
 from smtpsts.lab.scenarios import HELO, Lab
 from smtpsts.lab.servers import SMTPServer
+from smtpsts.tlsrpt.session import PolicyInfo
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +83,10 @@ def lab() -> Iterator[Lab]:
 def _sync(lab: Lab, domain: str, *, dane: bool = False, **kw: Any) -> Delivery:
     return deliver_connection(
         domain,
-        policies=lab.resolver(),
-        dns=DNSResolver([lab.dns.address]),
+        policies=kw.pop("policies", None) or lab.resolver(),
         dnssec=DNSSECResolver([lab.dns.address], trust_ad=True) if dane else None,
         helo_name=HELO,
-        **{"timeout": 10.0, **kw},
+        **{"timeout": 10.0, "dns": DNSResolver([lab.dns.address]), **kw},
     )
 
 
@@ -91,11 +94,10 @@ def _async(lab: Lab, domain: str, *, dane: bool = False, **kw: Any) -> AsyncDeli
     async def go() -> AsyncDelivery:
         result = await adeliver_connection(
             domain,
-            policies=lab.resolver(),
-            dns=AsyncDNSResolver([lab.dns.address]),
+            policies=kw.pop("policies", None) or lab.resolver(),
             dnssec=AsyncDNSSECResolver([lab.dns.address], trust_ad=True) if dane else None,
             helo_name=HELO,
-            **{"timeout": 10.0, **kw},
+            **{"timeout": 10.0, "dns": AsyncDNSResolver([lab.dns.address]), **kw},
         )
         if result.writer is not None:
             assert result.reader is not None
@@ -189,9 +191,12 @@ def test_dane_bogus_tlsa_defers(lab: Lab, run: object) -> None:
 
 
 @pytest.mark.parametrize("run", RUNNERS)
-def test_null_mx(lab: Lab, run: object) -> None:
-    """A null MX (RFC 7505) means no mail: a permanent outcome."""
-    result = run(lab, "nullmx.example")  # type: ignore[operator]
+@pytest.mark.parametrize("domain", ["nullmx.example", "nowhere.example"])
+def test_no_mail(lab: Lab, run: object, domain: str) -> None:
+    """
+    No mail, a permanent outcome: a null MX (RFC 7505), or no MX and no address records (RFC 5321 §5.1).
+    """
+    result = run(lab, domain)  # type: ignore[operator]
     assert DeliveryStatus.NO_MAIL == result.status
 
 
@@ -202,13 +207,6 @@ def test_implicit_mx(lab: Lab, run: object) -> None:
     _close(result)
     assert DeliveryStatus.CONNECTED == result.status
     assert "implicit.example" == result.attempts[-1].mx
-
-
-@pytest.mark.parametrize("run", RUNNERS)
-def test_no_mx_no_address(lab: Lab, run: object) -> None:
-    """No MX and no address records: the domain takes no mail (RFC 5321 §5.1)."""
-    result = run(lab, "nowhere.example")  # type: ignore[operator]
-    assert DeliveryStatus.NO_MAIL == result.status
 
 
 @pytest.mark.parametrize("run", RUNNERS)
@@ -386,3 +384,264 @@ def test_system_trust_by_default(lab: Lab) -> None:
     )
     _close(result)
     assert DeliveryStatus.CONNECTED == result.status
+
+
+class _FailingAddresses(DNSResolver):
+    """The lab's DNS, except that every address lookup fails (SERVFAIL-like)."""
+
+    def lookup_addresses(self, *args: Any, **kwargs: Any) -> Any:
+        return DNSFailure("SERVFAIL")
+
+
+class _AFailingAddresses(AsyncDNSResolver):
+    async def lookup_addresses(self, *args: Any, **kwargs: Any) -> Any:
+        return DNSFailure("SERVFAIL")
+
+
+class _Starved(DNSResolver):
+    """The lab's DNS, except that this host is out of descriptors for the MX lookup."""
+
+    def lookup_mx(self, *args: Any, **kwargs: Any) -> Any:
+        raise LocalResourceError("lookup of MX: [Errno 24] Too many open files", errno=24)
+
+
+class _AStarved(AsyncDNSResolver):
+    async def lookup_mx(self, *args: Any, **kwargs: Any) -> Any:
+        raise LocalResourceError("lookup of MX: [Errno 24] Too many open files", errno=24)
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_implicit_mx_address_failure_defers(lab: Lab, kind: str) -> None:
+    """Issue 10: a failed address lookup is temporary: the implicit MX defers, never NO_MAIL.
+
+    (test_no_mail: the same domain with the address lookup answered
+    "no records" takes no mail.)
+    """
+    if kind == "sync":
+        result: Delivery | AsyncDelivery = _sync(
+            lab, "nowhere.example", dns=_FailingAddresses([lab.dns.address])
+        )
+    else:
+        result = _async(lab, "nowhere.example", dns=_AFailingAddresses([lab.dns.address]))
+    assert DeliveryStatus.DEFER == result.status
+    assert ["address lookup failed: SERVFAIL"] == [a.error for a in result.attempts]
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_local_fault_in_the_walk_defers(lab: Lab, kind: str) -> None:
+    """SEC-52: a local fault after the policy was found defers, keeping the outcome, never delivers."""
+    if kind == "sync":
+        result: Delivery | AsyncDelivery = _sync(
+            lab, "enforce.example", dns=_Starved([lab.dns.address])
+        )
+    else:
+        result = _async(lab, "enforce.example", dns=_AStarved([lab.dns.address]))
+    assert DeliveryStatus.DEFER == result.status
+    assert result.reason.startswith("local fault, delivery not attempted: lookup of MX")
+    assert result.outcome is not None
+    assert Mode.ENFORCE == result.outcome.mode
+    assert () == result.attempts
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_dane_without_tlsa_is_opportunistic(lab: Lab, run: object) -> None:
+    """DANE-14, DANE-05: DANE on, but no secure TLSA RRset for the MX: MTA-STS alone decides."""
+    result = run(lab, "enforce.example", dane=True)  # type: ignore[operator]
+    _close(result)
+    assert DeliveryStatus.CONNECTED == result.status
+    assert None is result.verdict.dane_session  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("run", "error"), [(_sync, ""), (_async, "timeout")])
+def test_deadline_spent_before_connect(lab: Lab, run: object, error: str) -> None:
+    """STS-APPLY-11: with no time left the MX is not connected to; the message waits."""
+    result = run(lab, "enforce.example", timeout=0.0)  # type: ignore[operator]
+    assert DeliveryStatus.DEFER == result.status
+    assert [(False, error)] == [(a.connected, a.error) for a in result.attempts]
+
+
+class _OneShotMX:
+    """A loopback SMTP server for one connection, run by a script; it stops listening after it."""
+
+    def __init__(self, script: str) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.script = script
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(5.0)
+        conn, _ = self.listener.accept()
+        self.listener.close()  # a reconnect is refused
+        with conn:
+            conn.settimeout(5.0)
+            if self.script == "hang-up":
+                return
+            conn.sendall(b"220 oneshot ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            conn.sendall(b"250-oneshot\r\n250 STARTTLS\r\n")
+            conn.recv(1024)  # STARTTLS
+            conn.sendall(b"220 go ahead\r\n")
+            conn.recv(4096)  # the ClientHello
+            conn.sendall(b"not TLS at all\r\n" * 4)
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_server_hangs_up_before_greeting(lab: Lab, run: object) -> None:
+    """A server that closes before greeting gives no verdict and nothing to report."""
+    server = _OneShotMX("hang-up")
+    lab.dns.set("hangup.example", "MX", "10 mx.hangup.example.")
+    result = run(  # type: ignore[operator]
+        lab, "hangup.example", connect_to={("mx.hangup.example", 25): ("127.0.0.1", server.port)}
+    )
+    server.thread.join(5)
+    assert DeliveryStatus.DEFER == result.status
+    assert [True] == [a.connected for a in result.attempts]
+    assert () == result.sessions
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_plaintext_fallback_refused(lab: Lab, run: object) -> None:
+    """STS-APPLY-15: a broken handshake without a policy is retried in plaintext; a refused retry defers."""
+    server = _OneShotMX("break-handshake")
+    lab.dns.set("oneshot.example", "MX", "10 mx.oneshot.example.")
+    result = run(  # type: ignore[operator]
+        lab,
+        "oneshot.example",
+        connect_to={("mx.oneshot.example", 25): ("127.0.0.1", server.port)},
+    )
+    server.thread.join(5)
+    assert (DeliveryStatus.DEFER, "no MX host could be reached") == (result.status, result.reason)
+    assert "validation-failure" == result.sessions[0].result_type.value
+
+
+class _ScriptedPolicies:
+    """The lab's resolver, answering policy lookups from a script (issue 10 re-walk)."""
+
+    def __init__(self, lab: Lab, *answers: Any) -> None:
+        real = lab.resolver()
+        self.trust, self.connect_to, self.nameservers = (
+            real.trust,
+            real.connect_to,
+            real.nameservers,
+        )
+        self.answers = list(answers)
+        self.waited: list[float] = []
+
+    def resolve(self, name: str, now: Any = None) -> Any:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def aresolve(self, name: str, now: Any = None) -> Any:
+        return self.resolve(name, now)
+
+    def wait_for_check(self, name: str, seconds: float) -> None:
+        self.waited.append(seconds)
+
+    async def await_check(self, name: str, seconds: float) -> None:
+        self.wait_for_check(name, seconds)
+
+
+def _enforce(record_id: str, mx: str, source: PolicySource) -> PolicyOutcome:
+    text = f"version: STSv1\r\nmode: enforce\r\nmx: {mx}\r\nmax_age: 86400\r\n"
+    policy = Policy.from_text(text)
+    info = PolicyInfo.for_sts("enforce.example", policy)
+    return PolicyOutcome("enforce.example", policy, Mode.ENFORCE, source, info, record_id)
+
+
+STARVED = LocalResourceError("policy store: [Errno 24] Too many open files", errno=24)
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+@pytest.mark.parametrize(
+    ("fresh", "status", "reason"),
+    [
+        ("new", DeliveryStatus.CONNECTED, "connected to mx.enforce.example"),
+        ("same", DeliveryStatus.DEFER, "no MX host matches the enforced MTA-STS policy"),
+        ("fault", DeliveryStatus.DEFER, "no MX host matches the enforced MTA-STS policy"),
+    ],
+)
+def test_recheck_after_cached_deferral(
+    lab: Lab, kind: str, fresh: str, status: DeliveryStatus, reason: str
+) -> None:
+    """Issue 10, RFC 8461 §3.1: a cached policy that defers is checked again; only a new policy is walked."""
+    cached = _enforce("1", "old.example.net", PolicySource.CACHED)
+    second = {
+        "new": _enforce("2", "mx.enforce.example", PolicySource.FRESH),
+        "same": cached,
+        "fault": STARVED,
+    }[fresh]
+    policies = _ScriptedPolicies(lab, cached, second)
+    runner = _sync if kind == "sync" else _async
+    result = runner(lab, "enforce.example", policies=policies, recheck_wait=0.25)
+    _close(result)
+    assert (status, True) == (result.status, result.reason.startswith(reason))
+    assert [0.25] == policies.waited
+    assert [] == policies.answers
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+def test_local_fault_in_the_policy_lookup_defers(lab: Lab, kind: str) -> None:
+    """Issue 17, SEC-52: a local fault before any policy is known defers, saying so."""
+    runner = _sync if kind == "sync" else _async
+    result = runner(lab, "enforce.example", policies=_ScriptedPolicies(lab, STARVED))
+    assert DeliveryStatus.DEFER == result.status
+    assert result.reason.startswith("local fault, policy state unknown: policy store")
+    assert None is result.outcome
+
+
+class _StarvedLater(DNSResolver):
+    """The lab's DNS, out of descriptors from the ``after``-th MX lookup on."""
+
+    def __init__(self, *args: Any, after: int) -> None:
+        super().__init__(*args)
+        self.left = after
+
+    def lookup_mx(self, *args: Any, **kwargs: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise LocalResourceError("lookup of MX: [Errno 24] Too many open files", errno=24)
+        return super().lookup_mx(*args, **kwargs)
+
+
+class _AStarvedLater(AsyncDNSResolver):
+    def __init__(self, *args: Any, after: int) -> None:
+        super().__init__(*args)
+        self.left = after
+
+    async def lookup_mx(self, *args: Any, **kwargs: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise LocalResourceError("lookup of MX: [Errno 24] Too many open files", errno=24)
+        return await super().lookup_mx(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio"])
+@pytest.mark.parametrize(("after", "waited", "record_id"), [(0, [], "1"), (1, [0.25], "2")])
+def test_local_fault_under_a_cached_policy(
+    lab: Lab, kind: str, after: int, waited: list[float], record_id: str
+) -> None:
+    """
+    Issue 10, SEC-52: a local fault in a walk defers at once, keeping its outcome.
+
+    In the first walk it starts no policy re-check; in the re-walk under a new
+    policy it keeps the new outcome.
+    """
+    cached = _enforce("1", "old.example.net", PolicySource.CACHED)
+    policies = _ScriptedPolicies(
+        lab, cached, _enforce("2", "mx.enforce.example", PolicySource.FRESH)
+    )
+    if kind == "sync":
+        dns: Any = _StarvedLater([lab.dns.address], after=after)
+        result: Delivery | AsyncDelivery = _sync(
+            lab, "enforce.example", policies=policies, dns=dns, recheck_wait=0.25
+        )
+    else:
+        dns = _AStarvedLater([lab.dns.address], after=after)
+        result = _async(lab, "enforce.example", policies=policies, dns=dns, recheck_wait=0.25)
+    assert DeliveryStatus.DEFER == result.status
+    assert result.reason.startswith("local fault, delivery not attempted: lookup of MX")
+    assert (waited, record_id) == (policies.waited, result.outcome.record_id)  # type: ignore[union-attr]

@@ -74,6 +74,7 @@ ROUTES = {
     ),
     "truncated.test": raw(HEAD_200 + ENFORCE[:40]),
     "garbage.test": raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
+    "empty.test": raw(b""),
     "continue.test": raw(b"HTTP/1.1 100 Continue\r\n\r\n" + HEAD_200 + ENFORCE),
     "wronghost.test": policy(),
     "expired.test": policy(),
@@ -249,6 +250,12 @@ class TestRefusedResponses:
     def test_protocol_errors(self, fetch: Fetch, domain: str) -> None:
         """STS-FETCH-18: broken HTTP is a fetch error, never a crash."""
         assert FetchFailure.PROTOCOL_ERROR == failed(get(fetch, domain))
+
+    def test_close_without_response(self, fetch: Fetch) -> None:
+        """STS-FETCH-18, issue 11: a close before any response head is broken HTTP for both fetchers."""
+        result = get(fetch, "empty.test")
+        assert isinstance(result, FetchFailed)
+        assert (FetchFailure.PROTOCOL_ERROR, "protocol-error") == (result.kind, result.reason)
 
 
 class TestDeadline:

@@ -8,6 +8,8 @@ fixture). Certificates come from tests/certfactory.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import socket
 import ssl
 import threading
@@ -19,13 +21,18 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from certfactory import make, pki
+from smtpsts import LocalResourceError, smtp
 from smtpsts._vocab import ResultType
 from smtpsts.certs import TrustStore, check_certificate
 from smtpsts.io import tls as tls_module
+from smtpsts.io._smtpio import (
+    DeliverySession,
+    SessionTarget,
+    aopen_delivery_session,
+    open_delivery_session,
+)
 from smtpsts.io.http import make_ssl_context
 from smtpsts.io.starttls import (
     Reply,
@@ -42,6 +49,7 @@ from smtpsts.io.tls import (
     peer_chain,
     pkix_context,
 )
+from test_local_faults import run_three
 from tlsservers import SMTPServer, server_context
 
 HOST = "mx1.example.test"
@@ -410,57 +418,13 @@ class TestClassify:
         assert (vf, "io-error-during-handshake") == classify_tls_error(ConnectionResetError())
 
 
-class TestReplyReader:
-    def test_multiline_in_pieces(self):
-        """Replies are assembled from arbitrary pieces; bare LF is accepted; code-only lines too."""
-        reader = ReplyReader()
-        data = b"250-mx.test hi\r\n250-SIZE 10\n250 STARTTLS\r\n220\r\n"
-        replies = []
-        for i in range(len(data)):
-            reader.feed(data[i : i + 1])
-            while (reply := reader.next_reply()) is not None:
-                replies.append(reply)
-        assert [Reply(250, ("mx.test hi", "SIZE 10", "STARTTLS")), Reply(220, ("",))] == replies
-        assert b"" == reader.pending
-
-    @pytest.mark.parametrize(
-        ("data", "message"),
-        [
-            (b"25x hello\r\n", "malformed"),
-            (b"250+hello\r\n", "malformed"),
-            (b"250-a\r\n251 b\r\n", "code changed"),
-            (b"250-" + b"x" * 3000, "longer than"),
-            (b"250-" + b"x" * 3000 + b"\r\n", "longer than"),
-            (b"250-a\r\n" * 101, "lines"),
-        ],
+def test_reply_names_reexported():
+    """Issue 11: the reply parser moved to smtpsts.smtp; the old import path keeps working."""
+    assert (Reply, ReplyReader, SMTPReplyError) == (
+        smtp.Reply,
+        smtp.ReplyReader,
+        smtp.SMTPReplyError,
     )
-    def test_rejects(self, data, message):
-        """Malformed, inconsistent, overlong or endless replies raise SMTPReplyError."""
-        reader = ReplyReader()
-        reader.feed(data)
-        with pytest.raises(SMTPReplyError, match=message):
-            reader.next_reply()
-
-    def test_needs_more(self):
-        """An incomplete reply asks for more bytes."""
-        reader = ReplyReader()
-        reader.feed(b"250-a\r\n250 b")
-        assert reader.next_reply() is None
-        assert b"250 b" == reader.pending
-
-    @settings(max_examples=300)
-    @given(st.lists(st.binary(max_size=300), max_size=20))
-    def test_only_reply_errors_escape(self, chunks):
-        """SEC-16: on any bytes, the reader gives replies, asks for more, or raises SMTPReplyError."""
-        reader = ReplyReader(max_line=200, max_lines=5)
-        try:
-            for chunk in chunks:
-                reader.feed(chunk)
-                while (reply := reader.next_reply()) is not None:
-                    assert 0 <= reply.code <= 999
-                    assert 1 <= len(reply.lines) <= 5
-        except SMTPReplyError:
-            pass
 
 
 def _client_hello_extensions(context: ssl.SSLContext) -> set[int]:
@@ -503,3 +467,176 @@ def test_no_raw_public_keys(factory):
     """
     types = _client_hello_extensions(factory())
     assert (set(), True) == (types & {19, 20}, 0 in types)  # no RPK; SNI (0) is there
+
+
+# --------------------------------------------------------------------------- delivery sessions (io._smtpio)
+
+
+@pytest.fixture(params=["sync", "async"])
+def open_session(request: pytest.FixtureRequest) -> Callable[..., tuple[Any, DeliverySession]]:
+    """
+    Open a delivery session through the blocking or the asyncio adapter.
+
+    The connection that comes back is checked: EHLO goes through and is
+    answered (250 unless ``ehlo_reply`` says otherwise; RFC 3207 §4.2: the
+    server expects EHLO), then it is closed;
+    the first item is ``"tls"``, ``"plain"`` or ``None`` (nothing handed back).
+    """
+
+    def run(port: int, **kw: Any) -> tuple[Any, DeliverySession]:
+        kw.setdefault("helo_name", "client.example.test")
+        kw.setdefault("server_name", HOST)
+        kw.setdefault("deadline", time.monotonic() + 5)
+        expected = kw.pop("ehlo_reply", b"250-mx.test")
+        if request.param == "sync":
+            sock, session = open_delivery_session(SessionTarget("127.0.0.1", port, **kw))
+            if sock is None:
+                return None, session
+            with sock:
+                sock.sendall(b"EHLO client.example.test\r\n")
+                assert sock.recv(4096).startswith(expected)
+                return ("tls" if isinstance(sock, ssl.SSLSocket) else "plain"), session
+
+        async def arun() -> tuple[Any, DeliverySession]:
+            streams, session = await aopen_delivery_session(SessionTarget("127.0.0.1", port, **kw))
+            if streams is None:
+                return None, session
+            reader, writer = streams
+            writer.write(b"EHLO client.example.test\r\n")
+            assert (await asyncio.wait_for(reader.read(4096), 5)).startswith(expected)
+            kind = "tls" if writer.get_extra_info("ssl_object") is not None else "plain"
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            return kind, session
+
+        return asyncio.run(arun())
+
+    return run
+
+
+class TestDeliverySession:
+    def test_tls(self, open_session):
+        """RFC 3207 §4, STS-CERT-14: TLS up, the chain and what TLS-RPT needs; the server expects EHLO."""
+        with good_server() as server:
+            kind, session = open_session(server.port)
+        assert "tls" == kind
+        assert (True, True, True, None, None) == (
+            session.connected,
+            session.starttls_offered,
+            session.handshake_ok,
+            session.handshake_error,
+            session.error,
+        )
+        assert (GOOD.chain, "mx.test", "127.0.0.1") == (
+            session.chain,
+            session.helo,
+            session.local_address,
+        )
+        assert (True, False) == (session.tls_decided, session.broken)
+        assert [HOST] == server.snis
+
+    @pytest.mark.parametrize("behaviour", ["no-starttls", "refuse-starttls"])
+    def test_no_tls_goes_on_in_cleartext(self, open_session, behaviour):
+        """STS-APPLY-16: no STARTTLS, or an error reply to it, counts as not offered; the connection stays."""
+        with good_server(behaviour) as server:
+            kind, session = open_session(server.port)
+        assert "plain" == kind
+        assert (False, False, None, True, False) == (
+            session.starttls_offered,
+            session.handshake_ok,
+            session.error,
+            session.tls_decided,
+            session.broken,
+        )
+        assert () == session.chain
+
+    def test_ehlo_refused(self, open_session):
+        """RFC 3207 §4: EHLO refused means no STARTTLS; a verdict without TLS, no receiving-mx-helo."""
+        with good_server("no-ehlo") as server:
+            kind, session = open_session(server.port, ehlo_reply=b"502")
+        assert ("plain", None, False, True) == (
+            kind,
+            session.helo,
+            session.starttls_offered,
+            session.tls_decided,
+        )
+
+    def test_plaintext_after_220(self, open_session):
+        """RFC 3207 §5: plaintext after the 220 breaks the session; a verdict, and a new connection for cleartext."""
+        with good_server("pipelined") as server:
+            kind, session = open_session(server.port)
+        assert (None, False, True, True) == (
+            kind,
+            session.starttls_offered,
+            session.tls_decided,
+            session.broken,
+        )
+        assert "the server sent plaintext after its 220 reply to STARTTLS" == session.error
+
+    def test_handshake_stall(self, open_session):
+        """A stalled handshake ends at the deadline: io-timeout-during-handshake, nothing handed back."""
+        with good_server("stall-handshake") as server:
+            started = time.monotonic()
+            kind, session = open_session(server.port, deadline=time.monotonic() + 0.5)
+        assert time.monotonic() - started < 3
+        assert (None, True, False, "io-timeout-during-handshake") == (
+            kind,
+            session.starttls_offered,
+            session.handshake_ok,
+            session.handshake_error,
+        )
+        assert (True, True) == (session.tls_decided, session.broken)
+
+    def test_bad_greeting(self, open_session):
+        """RFC 5321 §5.1: a refused greeting is no TLS verdict: try the next address."""
+        with good_server("bad-greeting") as server:
+            kind, session = open_session(server.port)
+        assert (None, True, False) == (kind, session.connected, session.tls_decided)
+        assert "554 no service here" == session.error
+
+    def test_connect_refused(self, open_session):
+        """STS-APPLY-11: a connect failure has no verdict and says why."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        kind, session = open_session(port)
+        assert (None, False, False, None) == (
+            kind,
+            session.connected,
+            session.tls_decided,
+            session.local_address,
+        )
+        assert f"[Errno {errno.ECONNREFUSED}]" in (session.error or "")
+
+    def test_greeting_only(self, open_session):
+        """The cleartext retry: the greeting only; the server expects EHLO."""
+        with good_server() as server:
+            kind, session = open_session(server.port, starttls=False)
+        assert ("plain", None, False) == (kind, session.report.ehlo, session.starttls_offered)
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    def test_out_of_descriptors(self, kind):
+        """Issue 17: a delivery session out of descriptors raises LocalResourceError, no connect failure."""
+        with good_server() as server:
+            target = SessionTarget("127.0.0.1", server.port, "c.test", HOST, time.monotonic() + 5)
+
+            def sync() -> Any:
+                sock, session = open_delivery_session(target)
+                if sock is not None:
+                    sock.close()
+                return session
+
+            async def asynchronous() -> Any:
+                streams, session = await aopen_delivery_session(target)
+                if streams is not None:
+                    streams[1].close()
+                return session
+
+            before, during, after = run_three(
+                sync if kind == "sync" else asynchronous, is_async=kind == "async"
+            )
+        assert isinstance(during, LocalResourceError), during
+        assert errno.EMFILE == during.errno
+        assert f"SMTP session (connect) of [127.0.0.1]:{server.port}" in during.detail
+        assert (True, True) == (before.handshake_ok, after.handshake_ok)

@@ -84,7 +84,14 @@ def test_cli_exit_status_on_disagreement(
 
 
 def test_keep_running_prints_instructions_and_stays_up(tmp_path: Path) -> None:
-    """--keep-running prints the nameserver, cafile and connect-to mappings and runs until SIGTERM."""
+    """
+    Issue 12 item 2: --keep-running leaves a state file; one short command talks to the lab.
+
+    The printed instructions fit on a screen; the example ``smtpsts check
+    enforce.example --lab FILE`` finds the enforce policy and delivers;
+    ``smtpsts postfix serve --lab FILE`` answers ``OK secure`` for it; on
+    SIGTERM the state file, the CA and their directory are gone.
+    """
     proc = subprocess.Popen(
         [*SMTPSTS, "lab", "--keep-running", "--scenario", "valid-enforce"],
         stdout=subprocess.PIPE,
@@ -92,23 +99,24 @@ def test_keep_running_prints_instructions_and_stays_up(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )
+    server: subprocess.Popen[str] | None = None
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("  smtpsts check"):
+            if line.startswith("  them as HOST:PORT:ADDR:PORT"):
                 break
-        text = "".join(lines)
-        assert "nameserver: 127.0.0.1:" in text
-        assert "mx.enforce.example:25 -> 127.0.0.1:" in text
-        cafile = next(
-            line.split(": ", 1)[1].strip() for line in lines if line.startswith("cafile:")
-        )
-        assert Path(cafile).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        start = next(i for i, line in enumerate(lines) if "The lab keeps running" in line)
+        assert len(lines) - start <= 12, "".join(lines[start:])
+        state = Path(lines[start].rsplit("State: ", 1)[1].strip())
+        doc = json.loads(state.read_text())
+        assert Path(doc["cafile"]).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        assert any(s.startswith("mx.enforce.example:25:127.0.0.1:") for s in doc["connect_to"])
         time.sleep(0.3)
         assert proc.poll() is None
-        example = next(line for line in lines if line.startswith("  smtpsts check"))
+        example = next(line for line in lines if line.startswith("  smtpsts check enforce"))
+        assert f"--lab {state}" in example
         check = subprocess.run(
             [*SMTPSTS, *example.split()[1:], "--json", "--timeout", "20"],
             capture_output=True,
@@ -119,16 +127,50 @@ def test_keep_running_prints_instructions_and_stays_up(tmp_path: Path) -> None:
         report = json.loads(check.stdout)
         assert "enforce" == report["sts"]["policy"]["mode"]
         assert "deliver" == report["mx"][0]["verdict"]["action"]
+        assert 0 == check.returncode, check.stdout
+        sock = tmp_path / "p.sock"
+        server = subprocess.Popen(
+            [
+                *SMTPSTS,
+                "postfix",
+                "serve",
+                "--lab",
+                str(state),
+                "--cache",
+                "memory",
+                "--listen",
+                f"unix:{sock}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        answer = ""
+        for _ in range(100):
+            query = subprocess.run(
+                [*SMTPSTS, "postfix", "query", "--server", f"unix:{sock}", "enforce.example"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            answer = query.stdout
+            if query.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert "OK secure match=mx.enforce.example" in answer
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=15)
         proc.send_signal(signal.SIGTERM)
         assert 0 == proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
-    assert [] == list(tmp_path.iterdir())
+    assert [] == [p for p in tmp_path.iterdir() if p.name != "p.sock"]
 
 
 def test_lab_in_process_json_and_keep_running(capsys: pytest.CaptureFixture[str]) -> None:
-    """The lab run in-process: JSON output, then --keep-running until SIGTERM, temp CA removed."""
+    """The lab run in-process: JSON output, then --keep-running until SIGTERM, state removed."""
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
@@ -138,8 +180,25 @@ def test_lab_in_process_json_and_keep_running(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     result = json.loads(out[: out.index("\nThe lab keeps running")])
     assert result["ok"]
-    cafile = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("cafile:"))
-    assert not Path(cafile).exists()
+    state = Path(out.split("State: ", 1)[1].split("\n", 1)[0])
+    assert not state.exists()
+    assert not state.parent.exists()
+
+
+def test_keep_running_state_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12 item 2: --state-dir puts lab.json and ca.pem there and leaves the directory."""
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = main(
+            ["lab", "--scenario", "valid-enforce", "--keep-running", "--state-dir", str(tmp_path)]
+        )
+    finally:
+        timer.cancel()
+    assert 0 == code
+    assert f"State: {tmp_path / 'lab.json'}" in capsys.readouterr().out
+    assert tmp_path.is_dir()
+    assert [] == list(tmp_path.iterdir())
 
 
 class TestServers:

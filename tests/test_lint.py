@@ -131,6 +131,17 @@ class TestLintPolicy:
         ] == codes(problems)
         assert "line 2" in problems[0].message
 
+    @pytest.mark.parametrize(
+        "extra", ["mode: Enforce\n", "mode: bogus\n", "max_age: -1\n", "version: STSv2\n"]
+    )
+    def test_ignored_duplicate_warns_not_errs(self, extra):
+        """STS-POL-13, AMB-15 (issue 18): a later bad duplicate is a warning, not an error."""
+        problems = lint_policy(BASE + extra)
+
+        assert [("warning", "duplicate-key", 5)] == codes(problems)
+        assert ("STS-POL-12", "STS-POL-13", "AMB-15") == problems[0].conformance
+        assert "ignored whatever its value" in problems[0].message
+
     def test_many_errors_and_warnings(self):
         """STS-POL-02..16: one error per bad line, warnings for the good ones, missing last."""
         text = "mode: testing\nmax_age: 1e6\n\nmx: *.a.example\nmx: -bad\nMode: x\n"
@@ -193,6 +204,35 @@ class TestLintRecord:
             (p.code, p.offset) for p in problems
         ]
         assert {1} == {p.line for p in problems}
+
+    @pytest.mark.parametrize(
+        ("text", "offset"),
+        [("v=STSv1; id=abc; id=x-y", 17), ("v=STSv1; id=abc; v=STSv2", 17)],
+    )
+    def test_sts_ignored_duplicates_warn(self, text, offset):
+        """STS-REC-16, AMB-15 (issue 18): a later v or id is ignored and warned about."""
+        problems = lint_record(text)
+
+        assert [("warning", "duplicate-field", offset)] == [
+            (p.severity.value, p.code, p.offset) for p in problems
+        ]
+        assert ("STS-REC-11", "STS-REC-16", "AMB-04", "AMB-15") == problems[0].conformance
+
+    def test_tlsrpt_repeated_version_warns(self):
+        """AMB-04, RPT-REC-05 (issue 18): a later v in a TLSRPT record is ignored, with a warning."""
+        problems = lint_record("v=TLSRPTv1; rua=mailto:a@b.example; v=TLSRPTv2")
+
+        assert [("warning", "duplicate-field", 36, ("RPT-REC-05", "AMB-04"))] == [
+            (p.severity.value, p.code, p.offset, p.conformance) for p in problems
+        ]
+
+    def test_tlsrpt_whitespace_after_rua(self):
+        """RPT-REC-03 (issue 18): WSP after "rua=" is reported; strict senders refuse it."""
+        problems = lint_record("v=TLSRPTv1; rua= mailto:a@b.example")
+
+        assert [("error", "whitespace-after-rua", 1, 16, ("RPT-REC-03",))] == [
+            (p.severity.value, p.code, p.line, p.offset, p.conformance) for p in problems
+        ]
 
     def test_sts_error(self):
         """STS-REC-06, STS-REC-16: an invalid id is an error at its offset, on line 1."""

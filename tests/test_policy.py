@@ -224,11 +224,49 @@ class TestFromText:
 
     @pytest.mark.parametrize(
         "extra",
-        ["mode: bogus\n", "max_age: -1\n", "version: STSv2\n", "mx: not valid\n"],
+        ["mode: Enforce\n", "mode: bogus\n", "max_age: -1\n", "version: STSv2\n", "max_age: 1e6\n"],
     )
-    def test_repeated_reserved_key_must_fit(self, extra):
-        """STS-POL-13, AMB-15: a later occurrence of a reserved key must still fit its grammar."""
-        assert "STS-POL-13" in parse_error(BASE + extra).conformance
+    def test_later_duplicate_ignored_whatever_its_value(self, extra):
+        """STS-POL-12, STS-POL-13, AMB-15 (issue 18): a later duplicate is ignored.
+
+        Whatever its value: throwing the policy away would be a downgrade.
+        """
+        policy = Policy.from_text(BASE + extra)
+        assert (Mode.ENFORCE, 604800, ()) == (policy.mode, policy.max_age, policy.extensions)
+        assert (BASE + extra).splitlines() == list(policy.lines)
+        assert policy == scan_policy(BASE + extra).policy
+
+    def test_later_duplicate_must_be_a_field_line(self):
+        """STS-POL-11, STS-POL-13: an ignored duplicate must still be a field of the ABNF."""
+        error = parse_error(BASE + "mode:\n")
+        assert ("bad-extension-value", 5, ("STS-POL-11",)) == (
+            error.reason,
+            error.line,
+            error.conformance,
+        )
+
+    def test_every_mx_line_must_fit(self):
+        """STS-POL-07, STS-POL-13: every mx line counts, so every one must fit its grammar."""
+        assert "STS-POL-13" in parse_error(BASE + "mx: not valid\n").conformance
+
+    @pytest.mark.parametrize(
+        ("first", "reason"),
+        [
+            ("mode: Enforce", "bad-mode"),
+            ("max_age: -1", "bad-max-age"),
+            ("version: STSv2", "bad-version"),
+        ],
+    )
+    def test_first_reserved_line_must_fit(self, first, reason):
+        """STS-POL-13, AMB-15: the first line of a reserved key is never read as an extension.
+
+        Even when a valid line of the same key follows.
+        """
+        key = first.split(":")[0]
+        good = next(line for line in BASE.splitlines() if line.startswith(key + ":"))
+        text = BASE.replace(good, first + "\n" + good)
+        error = parse_error(text)
+        assert (reason, "STS-POL-13") == (error.reason, error.conformance[-1])
 
     def test_extension_value_may_hold_colon(self):
         """STS-POL-22: only the first ':' separates key and value."""

@@ -49,6 +49,10 @@ from smtpsts.postfix.server import (
 from smtpsts.stores.memory import MemoryPolicyStore
 from smtpsts.stores.sqlite import SQLitePolicyStore
 
+# The server asks PolicyResolver.aresolve with its zone deadline (issue 10).
+Resolver = PolicyResolver
+
+
 TESTING = ENFORCE.replace(b"enforce", b"testing")
 SECURE = b"OK secure match=mail.example.com:.example.net servername=hostname"
 DOMAINS = {
@@ -94,7 +98,7 @@ def make_config(**changes: Any) -> ServerConfig:
 
 
 def make_resolver(https: HTTPSServer, dns_server: DNSServer) -> PolicyResolver:
-    return PolicyResolver(
+    return Resolver(
         store=MemoryPolicyStore(),
         trust=https.trust,
         nameservers=[dns_server.address],
@@ -219,18 +223,18 @@ class TestAnswers:
     async def test_internal_error_is_temp(
         self, server: PolicyServer, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A failing store is answered TEMP (Postfix defers), never with a weaker policy."""
+        """A failing store is answered TEMP (Postfix defers), never weaker (issue 10: a local fault)."""
 
         class BrokenStore(MemoryPolicyStore):
             def get(self, domain: str) -> Any:
                 raise OSError("disk on fire")
 
-        server.resolver = PolicyResolver(store=BrokenStore())
+        server.resolver = Resolver(store=BrokenStore())
         client = await Client.connect(server)
         assert [b"TEMP MTA-STS lookup for enforce.test failed"] == await client.ask(
             "postfix enforce.test"
         )
-        assert 1 == server.stats["errors"]
+        assert 1 == server.stats["local_faults"]
         assert "disk on fire" in caplog.text
         client.close()
 
@@ -242,9 +246,9 @@ class CountingResolver(PolicyResolver):
         super().__init__(*args, **kwargs)
         self.lookups: list[str] = []
 
-    async def aresolve(self, domain: str, now: Any = None) -> Any:
+    async def aresolve(self, domain: str, now: Any = None, **kwargs: Any) -> Any:
         self.lookups.append(domain)
-        return await super().aresolve(domain, now)
+        return await super().aresolve(domain, now, **kwargs)
 
 
 def counting_resolver(https: HTTPSServer, dns_server: DNSServer) -> CountingResolver:
@@ -498,7 +502,7 @@ class TestConnections:
         self, https: HTTPSServer, dns_server: DNSServer
     ) -> None:
         """Idle connections and clients stuck inside a netstring (one byte at a time) are closed."""
-        config = make_config(idle_timeout=0.4)
+        config = make_config(idle_timeout=0.4, frame_timeout=0.4)
         async with serving(config, make_resolver(https, dns_server)) as running:
             idle = await Client.connect(running)
             drip = await Client.connect(running)
@@ -514,20 +518,27 @@ class TestConnections:
 
     @pytest.mark.asyncio
     async def test_connection_limit(self, https: HTTPSServer, dns_server: DNSServer) -> None:
-        """Connections over max_connections are closed at once; the others keep working."""
+        """Issue 17: when full, a new connection evicts the one idle longest; one in work is kept."""
         async with serving(
-            make_config(max_connections=2), make_resolver(https, dns_server)
+            make_config(max_connections=2, shutdown_timeout=0.2), make_resolver(https, dns_server)
         ) as running:
             first = await Client.connect(running)
             second = await Client.connect(running)
             assert [SECURE] == await first.ask("postfix enforce.test")
             assert [SECURE] == await second.ask("postfix enforce.test")
             third = await Client.connect(running)
-            assert await third.closed()
-            assert 1 == running.stats["refused"]
-            assert [SECURE] == await first.ask("postfix enforce.test")
-            first.close()
+            assert await first.closed()  # idle longest
+            assert [SECURE] == await third.ask("postfix enforce.test")
+            assert 1 == running.stats["evicted_idle"]
+            # With both slots in work, a new connection is refused.
+            await second.send(encode(b"postfix stall.test"))
+            await third.send(encode(b"postfix stall.test"))
+            await asyncio.sleep(0.1)
+            fourth = await Client.connect(running)
+            assert await fourth.closed()
+            assert 1 == running.stats["refused"] == running.stats["refused_full"]
             second.close()
+            third.close()
 
     @pytest.mark.asyncio
     async def test_vanishing_clients(self, server: PolicyServer) -> None:
@@ -733,14 +744,20 @@ class TestDane:
         assert DaneVerdict.USABLE == await checker.verdict("d.test")
         assert 2 == len(fake.asked)
         now[0] += 2
-        assert DaneVerdict.USABLE == await checker.verdict("d.test")
+        # Stale: answered at once, re-checked in the background (once).
+        assert [DaneVerdict.USABLE] * 3 == [await checker.verdict("d.test") for _ in range(3)]
+        assert 2 == len(fake.asked)
+        await asyncio.sleep(0.1)
         assert 4 == len(fake.asked)
+        assert 3 == checker.stats["stale"]
         fake.tlsa["mx.d.test"] = TLSALookup(DNSStatus.BOGUS, "mx.d.test", 25)
         fake.mx = attrs.evolve(mx, qname="e.test")
         assert DaneVerdict.FAILED == await checker.verdict("e.test")
         assert 1 == len(checker._cache)  # bounded at max_entries
         now[0] += 31
         fake.mx = DNSSECAnswer(DNSStatus.INSECURE, "e.test", "MX")
+        assert DaneVerdict.FAILED == await checker.verdict("e.test")  # stale, re-checking
+        await asyncio.sleep(0.1)
         assert DaneVerdict.NONE == await checker.verdict("e.test")
 
     @pytest.mark.asyncio
@@ -823,8 +840,8 @@ class TestHelpers:
             connect_to=("mta-sts.a.test:443:127.0.0.1:8443",),
         )
         resolver = build_resolver(config)
-        assert resolver.aresolver.resolver.cache is not None  # type: ignore[attr-defined]
-        assert build_resolver(attrs.evolve(config, dns_cache=False))._aresolver is None
+        assert resolver.adns.resolver.cache is not None  # type: ignore[attr-defined]
+        assert build_resolver(attrs.evolve(config, dns_cache=False))._adns is None
         assert ("127.0.0.1:5353",) == resolver.nameservers
         assert {("mta-sts.a.test", 443): ("127.0.0.1", 8443)} == resolver.connect_to
         assert resolver.trust is not None
@@ -871,7 +888,9 @@ class TestRun:
                 with caplog.at_level(logging.INFO, logger="smtpsts.postfix.server"):
                     os.kill(os.getpid(), signal.SIGUSR1)
                     await asyncio.sleep(0.1)
-                assert "stats: connections=1 refused=0 requests=2 cached=1 errors=0" in caplog.text
+                assert "stats: connections=1 refused=0 " in caplog.text
+                assert " requests=2 cached=1 " in caplog.text
+                assert " errors=0 open=" in caplog.text
                 stop.set()
                 await task
                 assert [b"READY=1", b"STOPPING=1"] == [sock.recv(100), sock.recv(100)]
@@ -1115,13 +1134,17 @@ class TestRobustness:
     async def test_redis_goes_away_and_comes_back(
         self, https: HTTPSServer, dns_server: DNSServer
     ) -> None:
-        """A Redis store that stops and restarts: answers continue throughout (local layer)."""
+        """SEC-54: a Redis store stops and restarts; the cached domain is answered throughout.
+
+        A domain with nothing in the local layer while Redis is down has an
+        unknown policy state: TEMP, never NOTFOUND (issue 10 item 6).
+        """
         from redisserver import redis_server
         from smtpsts.stores.redis import AsyncRedisPolicyStore
 
         with redis_server() as redis:
             store = AsyncRedisPolicyStore.from_url(redis.url, timeout=0.5)
-            resolver = PolicyResolver(
+            resolver = Resolver(
                 store=store,
                 trust=https.trust,
                 nameservers=[dns_server.address],
@@ -1134,9 +1157,10 @@ class TestRobustness:
                 client = await Client.connect(running)
                 assert [SECURE] == await client.ask("postfix enforce.test")
                 redis.stop()
-                assert [SECURE, b"NOTFOUND "] == await client.ask(
-                    "postfix enforce.test", "postfix nopolicy.test"
-                )
+                assert [
+                    SECURE,
+                    b"TEMP MTA-STS lookup for nopolicy.test failed",
+                ] == await client.ask("postfix enforce.test", "postfix nopolicy.test")
                 process = subprocess.Popen(  # noqa: ASYNC220 -- a test server
                     [
                         redis.binary,
@@ -1251,7 +1275,7 @@ class TestDaneLab:
         dns_lab, https = dane_lab
         names = ("dane", "sts", "unusable", "plain", "failing")
         config = make_config(default_zone=Zone(timeout=10), nameservers=(dns_lab.nameserver,))
-        resolver = PolicyResolver(
+        resolver = Resolver(
             store=MemoryPolicyStore(),
             trust=https.trust,
             nameservers=[dns_lab.nameserver],

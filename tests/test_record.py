@@ -131,7 +131,8 @@ class TestFromText:
             ("v=STSv1; id=a; x=1 2", "invalid-field-value", 18, ("STS-REC-08",)),
             ("v=STSv1; id=a; x=", "invalid-field-value", 17, ("STS-REC-08",)),
             ("v=STSv1; id=x-y", "invalid-id", 12, ("STS-REC-06", "STS-REC-16")),
-            ("v=STSv1; id=a; v=STSv2", "invalid-version", 17, ("STS-REC-05", "STS-REC-16")),
+            ("v=STSv1; id=a; id=", "invalid-field-value", 18, ("STS-REC-08",)),
+            ("v=STSv1; id=a; v=a b", "invalid-field-value", 18, ("STS-REC-08",)),
             ("v=STSv1; foo=1", "missing-id", 14, ("STS-REC-06",)),
         ],
     )
@@ -169,6 +170,40 @@ class TestFromText:
     def test_first_id_wins(self):
         """STS-REC-11, AMB-04: the first id wins."""
         assert "first" == STSRecord.from_text("v=STSv1; id=first; id=second").id
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "v=STSv1; id=abc; id=x-y",
+            "v=STSv1; id=abc; v=STSv2",
+            "v=STSv1; id=abc; v=STSv1",
+            "v=STSv1; id=abc; id=" + "9" * 33,
+            "v=STSv1; id=abc; ID=x-y; id=_",
+        ],
+    )
+    def test_later_duplicates_ignored_whatever_their_value(self, text):
+        """STS-REC-16, AMB-15 (issue 18): later "v"/"id" fields are ignored, not fatal.
+
+        RFC 8461 §3.2: "all entries except for the first SHALL be ignored"; refusing the
+        record would leave the sender with no policy (a downgrade). A differently cased
+        key is an extension, kept as such (STS-REC-09).
+        """
+        record = STSRecord.from_text(text)
+        assert ("abc", False) == (record.id, record.lenient)
+        expected = [("ID", "x-y")] if "ID=" in text else []
+        assert expected == list(record.extensions)
+        assert RecordSelection(SelectionStatus.FOUND, record, None, 1) == select_sts_record([text])
+
+    def test_first_id_must_fit_even_if_a_valid_one_follows(self):
+        """STS-REC-16: the first id is never re-read as an extension, nor skipped."""
+        with pytest.raises(RecordSyntaxError) as info:
+            STSRecord.from_text("v=STSv1; id=x-y; id=abc")
+        assert ("invalid-id", 12) == (info.value.reason, info.value.offset)
+
+    def test_lenient_duplicates(self):
+        """STS-REC-16, STS-REC-19: in lenient mode a repeated key in another case is a duplicate."""
+        record = STSRecord.from_text("v=STSv1; id=abc; ID = x-y ", lenient=True)
+        assert ("abc", (), True) == (record.id, record.extensions, record.lenient)
 
     def test_ids_compare_byte_for_byte(self):
         """STS-REC-15: ids differing only in case are different records."""

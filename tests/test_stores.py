@@ -17,6 +17,7 @@ import pytest
 
 from fakes import ENFORCE, TESTING
 from redisserver import RedisServer, redis_server
+from smtpsts import StoreError
 from smtpsts.cache import CacheEntry
 from smtpsts.policy import Policy
 from smtpsts.stores import (
@@ -202,12 +203,12 @@ class TestAsyncContract:
 
 class TestMemory:
     def test_lru_bound(self) -> None:
-        """STS-CACHE-17: a bound is opt-in; with one, the least recently used entry goes."""
+        """STS-CACHE-17, issue 10: a bound is opt-in; with one, the least recently used negative goes."""
         store = MemoryPolicyStore(max_entries=2)
         for name in ("a.example", "b.example"):
-            store.put(policy_entry(name))
+            store.put(negative_entry(name))
         store.get("a.example")
-        store.put(policy_entry("c.example"))
+        store.put(negative_entry("c.example"))
         assert ["a.example", "c.example"] == sorted(e.domain for e in store.entries())
         assert 2 == len(store)
 
@@ -215,6 +216,8 @@ class TestMemory:
         """STS-CACHE-17: a bound below one entry is refused."""
         with pytest.raises(ValueError, match="at least 1"):
             MemoryPolicyStore(max_entries=0)
+        with pytest.raises(ValueError, match="hard_limit"):
+            MemoryPolicyStore(max_entries=2, hard_limit=1)
 
 
 class TestSQLite:
@@ -245,15 +248,19 @@ class TestSQLite:
         with pytest.raises(StoreVersionError, match="newer"):
             SQLitePolicyStore(path)
 
-    def test_unreadable_row_ignored(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-        """STS-CACHE-17: a damaged document reads as absent and is logged."""
+    def test_unreadable_row_is_an_error(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Issue 10: a document this smtpsts cannot read is a StoreError, never absent; scans skip it."""
         store = SQLitePolicyStore(tmp_path / "p.db")
         store.put(policy_entry())
         store._conn.execute("UPDATE sts_policy SET doc = '{\"v\": 99}'")
+        with pytest.raises(StoreError, match="cannot be read") as info:
+            store.get("example.com")
+        assert "example.com" == info.value.domain
         with caplog.at_level(logging.WARNING):
-            assert store.get("example.com") is None
-        assert "unreadable" in caplog.text
-        assert [] == list(store.entries())
+            assert [] == list(store.entries())
+        assert "skipped" in caplog.text
         store.close()
 
     def test_not_a_database(self, tmp_path: Path) -> None:
@@ -296,6 +303,7 @@ class TestSQLite:
 _WRITER = """
 import sys
 from datetime import datetime, timedelta
+from smtpsts import StoreError
 from smtpsts.cache import CacheEntry
 from smtpsts.policy import Policy
 from smtpsts.stores.sqlite import SQLitePolicyStore
@@ -361,13 +369,14 @@ class TestRedis:
         assert store.client.get("ttl:old.example") is None
         store.close()
 
-    def test_unreadable_key_ignored(self, redis_srv: RedisServer) -> None:
-        """STS-CACHE-17: a damaged document reads as absent."""
+    def test_unreadable_key_is_an_error(self, redis_srv: RedisServer) -> None:
+        """Issue 10: a damaged document is a StoreError (nothing local), never absent; scans skip it."""
         from smtpsts.stores.redis import RedisPolicyStore
 
         store = RedisPolicyStore.from_url(redis_srv.url, prefix="bad:")
         store.client.set("bad:example.com", "{")
-        assert store.get("example.com") is None
+        with pytest.raises(StoreError, match="cannot be read"):
+            store.get("example.com")
         assert [] == list(store.entries())
         store.close()
 

@@ -148,7 +148,9 @@ class TestFromText:
             ("v=TLSRPTv1;", "missing-rua", 11, ("RPT-REC-03",)),
             ("v=TLSRPTv1; rua=mailto:a@x, ,x:y", "invalid-rua", 28, ("RPT-REC-03", "RPT-REC-10")),
             ("v=TLSRPTv1; rua=mailto:a@x,  http://b/%", "invalid-rua", 29, ("RPT-REC-10",)),
-            ("v=TLSRPTv1; rua=x:y; v=TLSRPTv2", "invalid-version", 23, ("RPT-REC-02",)),
+            ("v=TLSRPTv1; rua=x:y; v=a b", "invalid-field-value", 24, ("RPT-REC-04",)),
+            ("v=TLSRPTv1; rua= mailto:a@x", "whitespace-after-rua", 16, ("RPT-REC-03",)),
+            ("v=TLSRPTv1; rua=\tmailto:a@x", "whitespace-after-rua", 16, ("RPT-REC-03",)),
             ("v=TLSRPTv1; rua=x:y; x=", "invalid-field-value", 23, ("RPT-REC-04",)),
         ],
     )
@@ -168,6 +170,41 @@ class TestFromText:
         record = TLSRPTRecord.from_text(text, lenient=True)
         assert TLSRPTRecord(["mailto:a@x.example"], lenient=True) == record
         assert attrs.evolve(record, lenient=False) == TLSRPTRecord.from_text(record.to_text())
+
+    def test_whitespace_after_rua_is_lenient_only(self):
+        """RPT-REC-03, AMB-01 (issue 18): WSP right after "rua=" is outside the ABNF.
+
+        RFC 8460 §3 allows WSP only around the commas; lenient mode accepts it and
+        flags the record.
+        """
+        text = "v=TLSRPTv1; rua= mailto:a@x.example , https://r.example/t"
+        record = TLSRPTRecord.from_text(text, lenient=True)
+        assert (("mailto:a@x.example", "https://r.example/t"), True) == (
+            record.rua,
+            record.lenient,
+        )
+        spaced = TLSRPTRecord.from_text("v=TLSRPTv1; rua=mailto:a@x.example , https://r.example/t")
+        assert (record.rua, False) == (spaced.rua, spaced.lenient)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "v=TLSRPTv1; rua=mailto:a@x.example; v=TLSRPTv2",
+            "v=TLSRPTv1; v=TLSRPTv1; rua=mailto:a@x.example",
+        ],
+    )
+    def test_repeated_version_ignored(self, text):
+        """AMB-04, RPT-REC-05 (issue 18): a later "v" fits tlsrpt-extension and is ignored.
+
+        RFC 8460 §3 says nothing of duplicates, but "Parsers MUST accept TXT records that
+        are syntactically valid"; the RFC 8461 §3.2 rule (first wins) is applied.
+        """
+        record = TLSRPTRecord.from_text(text)
+        assert (("mailto:a@x.example",), (), False) == (
+            record.rua,
+            record.extensions,
+            record.lenient,
+        )
 
     def test_lenient_still_refuses(self):
         """AMB-01, RPT-REC-03: lenient mode still needs rua."""

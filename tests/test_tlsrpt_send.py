@@ -7,6 +7,7 @@ import email
 import email.policy
 import gzip
 import http.server
+import ipaddress
 import itertools
 import json
 import logging
@@ -72,6 +73,8 @@ EXPIRED = SessionResult.failed(
 )
 RECORD = "_smtp._tls.recipient.example"
 HTTPS_HOST = "reports.example.net"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+"""The allow-list the loopback tests need: the sender refuses these by default (issue 10)."""
 
 
 # --------------------------------------------------------------------------- real servers
@@ -198,6 +201,8 @@ def store_with_sessions(tmp_path: Path) -> SQLiteTLSRPTStore:
 
 def make_sender(dns_server: DNSServer, **options: Any) -> ReportSender:
     options.setdefault("allow_unsigned", True)
+    # Issue 10: the test endpoints are on loopback, which the sender refuses by default.
+    options.setdefault("https_allow", LOOPBACK)
     return ReportSender(
         organization_name="Sender Inc",
         contact_info="tlsrpt@sender.example",
@@ -571,6 +576,7 @@ class TestHTTPS:
             connect_to=https.connect_to,
             context=https.trusting,
             verify=True,
+            allow=LOOPBACK,
         )
         assert DeliveryResult(f"https://{HTTPS_HOST}/r", ok=ok, detail=f"HTTP {status}") == result
         assert 1 == len(https.requests)  # a redirect is not followed
@@ -587,6 +593,7 @@ class TestHTTPS:
                 context=https.trusting,
                 verify=True,
                 max_redirects=max_redirects,
+                allow=LOOPBACK,
             )
 
         https.statuses = [307, 200]
@@ -637,7 +644,11 @@ class TestHTTPS:
     def test_verify_on(self, https: Endpoint) -> None:
         """RPT-SEND-19, AMB-26: with verification on, an untrusted certificate fails the POST."""
         result = post_report(
-            f"https://{HTTPS_HOST}/r", b"{}", connect_to=https.connect_to, verify=True
+            f"https://{HTTPS_HOST}/r",
+            b"{}",
+            connect_to=https.connect_to,
+            verify=True,
+            allow=LOOPBACK,
         )
         assert not result.ok
         assert "certificate" in result.detail
@@ -653,6 +664,7 @@ class TestHTTPS:
             connect_to=https.connect_to,
             context=https.trusting,
             timeout=0.5,
+            allow=LOOPBACK,
         )
         assert not result.ok
         assert time.monotonic() - start < 2.5
@@ -667,6 +679,7 @@ class TestHTTPS:
             b"",
             connect_to={("x.example", 443): ("127.0.0.1", port)},
             timeout=2,
+            allow=LOOPBACK,
         )
         assert not refused.ok
         assert not post_report("https://x.example:99999/r", b"").ok
@@ -692,6 +705,7 @@ class TestHTTPS:
             b"",
             connect_to={("x.example", 443): ("127.0.0.1", port)},
             timeout=3,
+            allow=LOOPBACK,
         )
         listener.close()
         assert not result.ok
@@ -1183,6 +1197,8 @@ class TestCLI:
             dns_server.address,
             "--connect-to",
             f"{HTTPS_HOST}:443:127.0.0.1:{https.port}",
+            "--https-allow",
+            "127.0.0.1",
             "--https-verify",
             "--cafile",
             str(tmp_path / "ca.pem"),
@@ -1320,7 +1336,7 @@ def test_ipv6_literal_host(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    result = post_report(f"https://[::1]:{port}/r", b"x", timeout=5)
+    result = post_report(f"https://[::1]:{port}/r", b"x", timeout=5, allow=LOOPBACK)
     listener.close()
     assert result.ok
     assert f"Host: [::1]:{port}".encode() in heads[-1]

@@ -223,7 +223,7 @@ class TestResultKey:
                         None,
                     ]
                 ),
-                "not iterable",
+                "arrays of strings",
             ),
         ],
     )

@@ -92,3 +92,38 @@ def test_aggregate_report_id_must_be_dot_atom(monkeypatch):
     case = vectors.load("tlsrpt-aggregate")[0]
     monkeypatch.setattr(_check_tlsrpt_aggregate, "_DOT_ATOM", re.compile(r"(?!)"))
     _fails("tlsrpt-aggregate", case, "is not dot-atom-text")
+
+
+class TestDeliveryWalk:
+    """Issue 11: the delivery-walk checker reports every way a trace can disagree."""
+
+    def test_unknown_answer_type(self):
+        """A scripted answer of an unknown type is a failure, not a crash."""
+        case = _case("delivery-walk", "enforce-valid-delivers")
+        case["input"]["answers"][0]["type"] = "carrier-pigeon"
+        _fails("delivery-walk", case, "unknown answer type")
+
+    def test_walk_asks_for_more(self):
+        """A walk that makes more requests than the case answers is a failure."""
+        case = _case("delivery-walk", "enforce-valid-delivers")
+        case["input"]["answers"].pop()
+        _fails("delivery-walk", case, "beyond the scripted answers")
+
+    def test_answers_left_over(self):
+        """A walk that ends before using every scripted answer is a failure."""
+        case = _case("delivery-walk", "mx-lookup-failed-defers")
+        case["input"]["answers"].append({"type": "not-found"})
+        _fails("delivery-walk", case, "unused")
+
+    def test_wrong_reason(self):
+        """STS-APPLY-09: a case expecting another defer reason is a failure (reasons are compared exactly)."""
+        case = _case("delivery-walk", "connect-failed-everywhere-defers")
+        case["expect"]["reason"] = "every MX host failed MTA-STS or DANE validation"
+        _fails("delivery-walk", case, "reason: expected")
+
+    def test_other_addresses_of_a_connected_mx(self):
+        """STS-APPLY-08: a case claiming a connected MX's second address is tried is a failure."""
+        case = _case("delivery-walk", "connected-mx-other-addresses-not-tried")
+        requests = case["expect"]["requests"]
+        requests.insert(4, {**requests[2], "address": "192.0.2.1"})
+        _fails("delivery-walk", case, "requests: expected")

@@ -15,7 +15,10 @@ Items listed in ``tools/conformance_na.toml`` (``[ids]`` table,
 
 The list of IDs comes from ``tools/conformance_ids.json`` so that the tool works
 without the team's shared spec directory; ``--refresh-ids [PATH]`` regenerates
-that file from CONFORMANCE.md.
+that file from CONFORMANCE.md. Project items that CONFORMANCE.md does not hold
+(``SEC-50`` and up: the downgrade-resistance guarantees smtpsts makes beyond
+the RFC text) live in ``tools/conformance_project.json``, in the same format;
+they are merged in and never touched by ``--refresh-ids``.
 
 Usage::
 
@@ -41,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = Path("..") / "shared" / "spec" / "CONFORMANCE.md"
 IDS_FILE = Path("tools") / "conformance_ids.json"
+PROJECT_FILE = Path("tools") / "conformance_project.json"
 NA_FILE = Path("tools") / "conformance_na.toml"
 OUTPUT = Path("docs") / "conformance.md"
 MAX_TESTS_SHOWN = 4
@@ -334,6 +338,16 @@ class Matrix:
         ]
 
 
+def _order(ident: str, base: dict[str, Item]) -> tuple[int, str]:
+    # Checklist items keep their order; project items follow their group's.
+    keys = list(base)
+    if ident in base:
+        return keys.index(ident), ident
+    group = group_of(ident)
+    last = max((i for i, k in enumerate(keys) if group_of(k) == group), default=len(keys))
+    return last, ident
+
+
 def build(root: Path, ids_file: Path, na_file: Path) -> Matrix:
     """
     Compute the matrix for a repository.
@@ -347,6 +361,13 @@ def build(root: Path, ids_file: Path, na_file: Path) -> Matrix:
         The matrix.
     """
     items = load_ids(ids_file)
+    project = root / PROJECT_FILE
+    if project.is_file():
+        extra = load_ids(project)
+        clash = sorted(set(extra) & set(items))
+        if clash:
+            raise ConformanceError(f"{project}: IDs also in the checklist: {', '.join(clash)}")
+        items = dict(sorted({**items, **extra}.items(), key=lambda kv: _order(kv[0], items)))
     na = load_na(na_file, items)
     tests_dir = root / "tests"
     tests = scan_tests(tests_dir, root) if tests_dir.is_dir() else {}

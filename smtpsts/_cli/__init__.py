@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 
 __all__ = ["COMMANDS", "main"]
 
@@ -26,6 +28,16 @@ COMMANDS = (
 """Modules that contribute sub-commands, in the order ``--help`` lists them."""
 
 
+def _version() -> str:
+    """
+    Return the installed distribution's version, or ``unknown`` when it is not installed.
+    """
+    try:
+        return _distribution_version("smtpsts")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """
     Build the argument parser with every registered command.
@@ -37,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smtpsts",
         description="MTA-STS, TLS-RPT and DANE for SMTP: check, lint, serve and test.",
     )
+    # `smtpsts --version` prints "smtpsts X.Y.Z" and exits 0 (issue 12).
+    parser.add_argument("--version", action="version", version=f"smtpsts {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(name).register(sub)

@@ -10,6 +10,7 @@ usage error.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--no-mx", action="store_true", help="do not probe the MX hosts (port 25)")
     p.add_argument("--helo", metavar="NAME", help="the EHLO name of the probes")
+    p.add_argument(
+        "--cache",
+        metavar="SQLITE",
+        help="a policy store file (the policy server's [cache] path): judge the MX hosts as a "
+        "sender holding that cache would, which keeps a live cached policy whatever "
+        "discovery sees now",
+    )
+    p.add_argument(
+        "--lab",
+        metavar="FILE",
+        help="talk to a running `smtpsts lab --keep-running`: its lab.json gives the DNS "
+        "server, the CA and the connect-to mappings (options given as well win)",
+    )
     p.set_defaults(handler=_check)
 
 
@@ -82,6 +96,16 @@ def _check(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         return _usage("--timeout must be positive")
+    if args.lab is not None:
+        from smtpsts.lab.state import LabStateError, load_lab_state  # noqa: PLC0415
+
+        try:
+            lab = load_lab_state(args.lab)
+        except LabStateError as exc:
+            return _usage(f"--lab {exc}")
+        args.nameserver = args.nameserver or [lab.nameserver]
+        args.cafile = args.cafile if args.cafile is not None else lab.cafile
+        args.connect_to = [*lab.connect_to, *args.connect_to]
     try:
         for spec in args.nameserver:
             parse_nameserver(spec)
@@ -95,6 +119,23 @@ def _check(args: argparse.Namespace) -> int:
         trust = load_trust_store(args.cafile)
         if not len(trust):
             return _usage(f"--cafile {args.cafile}: no certificates in it")
+    cached = None
+    if args.cache is not None:
+        from smtpsts import LocalFaultError  # noqa: PLC0415
+        from smtpsts.stores.sqlite import SQLitePolicyStore  # noqa: PLC0415
+
+        if not Path(args.cache).is_file():
+            return _usage(f"--cache {args.cache}: no such file")
+        try:
+            store = SQLitePolicyStore(args.cache)
+            try:
+                cached = store.get(args.domain)
+            finally:
+                store.close()
+        except DomainNameError as exc:
+            return _usage(f"{args.domain!r} is not a domain name: {exc}")
+        except (LocalFaultError, OSError, sqlite3.Error) as exc:
+            return _usage(f"--cache {args.cache}: cannot be read: {exc}")
     try:
         report = check_domain(
             args.domain,
@@ -104,6 +145,8 @@ def _check(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             probe_mx=not args.no_mx,
             helo_name=args.helo,
+            cached=cached,
+            as_sender=args.cache is not None,
         )
     except DomainNameError as exc:
         return _usage(f"{args.domain!r} is not a domain name: {exc}")
@@ -155,6 +198,18 @@ def render(report: CheckReport) -> list[str]:
         lines.append(f"  ERROR {result_type}: {_safe(sts.error.detail)} ({sts.error.reason})")
     else:
         lines.append("  not fetched (no record)")
+    if report.applied is not None:
+        applied = report.applied
+        mode = applied.mode.value if applied.mode is not None else "no policy"
+        lines += ["", "Cached policy (--cache)"]
+        lines.append(
+            f"  a sender with this cache applies: {mode} ({applied.source.value}"
+            + (f", id {_safe(applied.record_id)}" if applied.record_id else "")
+            + (f", until {applied.expires_at.isoformat()}" if applied.expires_at else "")
+            + ")"
+        )
+        if applied.failure is not None:
+            lines.append(f"  discovery failed now: {_safe(applied.failure.reason)}")
     lines += ["", "MX hosts"]
     if report.mx_error is not None:
         lines.append(f"  ERROR: {_safe(report.mx_error.detail)}")

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -48,7 +46,14 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--keep-running",
         action="store_true",
-        help="leave the servers up afterwards and print how to use them (Ctrl-C to stop)",
+        help="leave the servers up afterwards, write a state file for `check --lab` and "
+        "`postfix serve --lab`, and print how to use them (Ctrl-C to stop)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="with --keep-running: write lab.json and ca.pem here (default: a new temporary "
+        "directory); both are removed when the lab stops",
     )
     parser.set_defaults(handler=run)
 
@@ -123,18 +128,20 @@ def run(args: argparse.Namespace) -> int:
             )
         sys.stdout.flush()
         if args.keep_running:
-            _keep_running(lab)
+            _keep_running(lab, args.state_dir)
     return 1 if failed else 0
 
 
-def _keep_running(lab: Any) -> None:
-    fd, path = tempfile.mkstemp(prefix="smtpsts-lab-ca-", suffix=".pem")
+def _keep_running(lab: Any, directory: str | None) -> None:
+    from smtpsts.lab.state import remove_lab_state, write_lab_state  # noqa: PLC0415
+
+    state = write_lab_state(lab, Path(directory) if directory is not None else None)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(lab.ca.pem())
-        lab.cafile = path
-        sys.stdout.write("\nThe lab keeps running (Ctrl-C or SIGTERM to stop).\n")
-        sys.stdout.write(lab.instructions())
+        lab.cafile = state.cafile
+        sys.stdout.write(
+            f"\nThe lab keeps running (Ctrl-C or SIGTERM to stop). State: {state.path}\n"
+        )
+        sys.stdout.write(lab.instructions(str(state.path)))
         sys.stdout.flush()
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -146,4 +153,4 @@ def _keep_running(lab: Any) -> None:
         finally:
             signal.signal(signal.SIGTERM, previous)
     finally:
-        Path(path).unlink()
+        remove_lab_state(state, directory=directory is None)

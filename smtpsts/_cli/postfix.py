@@ -12,19 +12,22 @@ YAML configuration.
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from smtpsts._cli._logging import configure
 from smtpsts.postfix.config import (
     DEFAULT_LISTEN,
+    LOG_FORMATS,
     ConfigError,
     ServerConfig,
     config_from_pmsr,
     load_config,
+    metrics_address,
 )
 
 __all__ = ["register"]
@@ -84,6 +87,22 @@ def register(sub: Any) -> None:
         help="the policy cache (default: the configuration's, else sqlite)",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log verbosity")
+    serve.add_argument(
+        "--lab",
+        metavar="FILE",
+        help="resolve through a running `smtpsts lab --keep-running` (its lab.json: DNS "
+        "server, CA, connect-to mappings; options given as well win)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log lines as text or as one JSON object each (default: the configuration's, text)",
+    )
+    serve.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (needs smtpsts[metrics])",
+    )
     serve.set_defaults(handler=_serve)
     query = group.add_parser(
         "query",
@@ -153,6 +172,16 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     if args.config is not None:
         config = load_config(Path(args.config).read_text(encoding="utf-8"))
     changes: dict[str, Any] = {}
+    if getattr(args, "lab", None) is not None:
+        from smtpsts.lab.state import LabStateError, load_lab_state  # noqa: PLC0415
+
+        try:
+            lab = load_lab_state(args.lab)
+        except LabStateError as e:
+            raise ConfigError(f"--lab {e}") from None
+        changes["nameservers"] = (lab.nameserver,)
+        changes["cafile"] = lab.cafile
+        changes["connect_to"] = lab.connect_to
     try:
         for spec in args.listen:
             parse_listen(spec)
@@ -166,13 +195,17 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     if args.nameserver:
         changes["nameservers"] = tuple(args.nameserver)
     if args.connect_to:
-        changes["connect_to"] = tuple(args.connect_to)
+        changes["connect_to"] = (*changes.get("connect_to", ()), *args.connect_to)
     if args.cafile is not None:
         if not Path(args.cafile).is_file():
             raise ConfigError(f"--cafile {args.cafile}: no such file")
         changes["cafile"] = args.cafile
     if args.cache is not None:
         changes |= _cache(args.cache)
+    if args.metrics is not None:
+        changes["metrics_listen"] = metrics_address("--metrics", args.metrics)
+    if args.log_format is not None:
+        changes["log_format"] = args.log_format
     if args.timeout is not None:
         if not args.timeout > 0:
             raise ConfigError("--timeout must be positive")
@@ -191,13 +224,15 @@ def _serve(args: argparse.Namespace) -> int:
         config = build_config(args)
     except (ConfigError, OSError) as e:
         return _usage(str(e))
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if config.metrics_listen is not None and importlib.util.find_spec("prometheus_client") is None:
+        return _usage(
+            "metrics need prometheus_client: pip install 'smtpsts[metrics]'"
+            " (or remove [metrics] listen / --metrics)"
+        )
+    configure(args.log_level, config.log_format)
     try:
         serve(config)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, sqlite3.Error, ConfigError) as e:
         return _usage(f"cannot serve: {e}")
     return 0
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from smtpsts._cli.tlsrpt_send import register_send
+from smtpsts._cli.tlsrpt_serve import register_serve
+from smtpsts._cli.tlsrpt_store import register_store
 from smtpsts.exceptions import ReportSyntaxError
 from smtpsts.tlsrpt.model import PolicyResult, Report
 from smtpsts.tlsrpt.parse import MAX_MESSAGE_SIZE, parse_report_message
@@ -44,6 +46,8 @@ def register(sub: Any) -> None:
     show.add_argument("--json", action="store_true", help="print normalised report JSON")
     show.set_defaults(handler=_show)
     register_send(tsub)
+    register_serve(tsub)
+    register_store(tsub)
 
 
 def _read(name: str) -> bytes:

@@ -11,6 +11,7 @@ With ``--daemon`` it keeps running: the build after 00:00 UTC plus up to
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import sys
@@ -32,6 +33,26 @@ def _connect_to(value: str) -> tuple[tuple[str, int], tuple[str, int]]:
         return (host.lower(), int(port)), (addr.strip("[]"), int(addr_port))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT:ADDR:PORT, got {value!r}") from None
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # An address or a CIDR network without host bits: 10.1.2.3, 10.0.0.0/8, ::1.
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected an address or CIDR, got {value!r}: {exc}"
+        ) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def register_send(tsub: Any) -> None:
@@ -93,7 +114,25 @@ def register_send(tsub: Any) -> None:
         default=[],
         type=_connect_to,
         metavar="HOST:PORT:ADDR:PORT",
-        help="connect to ADDR:PORT for HOST:PORT (TLS and Host still use HOST)",
+        help="connect to ADDR:PORT for HOST:PORT (TLS and Host still use HOST; "
+        "ADDR is checked like any address, see --https-allow)",
+    )
+    p.add_argument(
+        "--https-allow",
+        action="append",
+        default=[],
+        type=_network,
+        metavar="CIDR",
+        help="let https report endpoints be in this network although it is loopback, "
+        "private, link-local or otherwise not public (repeatable; default: only public "
+        "unicast addresses are contacted)",
+    )
+    p.add_argument(
+        "--https-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of one whole https POST, redirects included (default 30)",
     )
     p.add_argument(
         "--no-heartbeat", action="store_true", help="skip reports without failures (AMB-22)"
@@ -111,6 +150,7 @@ def _sender(args: argparse.Namespace) -> Any:
     from smtpsts.io.dns import DNSResolver  # noqa: PLC0415
     from smtpsts.io.tlsrpt_send import ReportSender, SMTPSubmitter  # noqa: PLC0415
 
+    resolver = DNSResolver(args.nameserver)
     signer = None
     if args.dkim_selector or args.dkim_key:
         if not (args.dkim_selector and args.dkim_key):
@@ -119,7 +159,7 @@ def _sender(args: argparse.Namespace) -> Any:
 
         domain = args.dkim_domain or args.contact_info.rpartition("@")[2]
         signer = DKIMPySigner(args.dkim_selector, domain, args.dkim_key.read_bytes())
-        signer.check_key_record(DNSResolver(args.nameserver).lookup_txt)  # RPT-SEND-13
+        signer.check_key_record(resolver.lookup_txt)  # RPT-SEND-13
     password = None
     if args.smtp_password_file is not None:
         password = args.smtp_password_file.read_text().strip()
@@ -129,7 +169,7 @@ def _sender(args: argparse.Namespace) -> Any:
     return ReportSender(
         organization_name=args.organization_name,
         contact_info=args.contact_info,
-        lookup_txt=DNSResolver(args.nameserver).lookup_txt,
+        lookup_txt=resolver.lookup_txt,
         from_address=args.from_address,
         submit=SMTPSubmitter(
             args.smtp_host,
@@ -146,6 +186,11 @@ def _sender(args: argparse.Namespace) -> Any:
         https_verify=args.https_verify,
         https_context=context,
         connect_to=dict(args.connect_to) or None,
+        https_timeout=args.https_timeout,
+        # Issue 10: rua hosts resolve through the same resolver, once per POST,
+        # and only public addresses (or --https-allow ones) are contacted.
+        https_allow=args.https_allow,
+        lookup_addresses=resolver.lookup_addresses,
     )
 
 
@@ -181,7 +226,7 @@ def _send(args: argparse.Namespace) -> int:
         store.purge(now, args.keep_days)
         outbox.purge(now, args.keep_days)
         store.close()
-    fields = ("built", "delivered", "dropped", "retrying", "failed")
+    fields = ("built", "delivered", "dropped", "retrying", "failed", "deferred")
     if args.json:
         print(json.dumps({f: list(getattr(summary, f)) for f in fields}, indent=2))
     else:

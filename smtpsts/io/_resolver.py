@@ -4,18 +4,25 @@ Building dnspython resolvers (sync and asyncio) from smtpsts settings.
 Every DNS adapter in :mod:`smtpsts.io` builds its resolver here, so that the
 command line's ``--nameserver IP[:PORT]``, the timeouts and the "no cache, no
 ``resolv.conf`` when nameservers are given" rule mean the same everywhere
-(DEPS.md §4).
+(dnspython would otherwise cache answers and read ``/etc/resolv.conf`` for
+search domains). A system configuration that cannot be read because this host
+is out of descriptors or memory raises :class:`~smtpsts.LocalResourceError`,
+not "no configuration" (issue 17).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import TypeVar
 
 import dns.asyncresolver
+import dns.exception
 import dns.flags
 import dns.nameserver
 import dns.resolver
+
+from smtpsts.io._faults import raise_local_fault
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -109,6 +116,20 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+_R = TypeVar("_R", dns.resolver.Resolver, dns.asyncresolver.Resolver)
+
+
+def _build(kind: type[_R], nameservers: Sequence[str]) -> _R:
+    try:
+        # Without nameservers, /etc/resolv.conf is read here.
+        return kind(configure=not nameservers)
+    except (dns.exception.DNSException, OSError, MemoryError) as exc:
+        # dnspython raises NoResolverConfiguration when it cannot open the
+        # file, with the OSError as context: EMFILE is no missing file.
+        raise_local_fault(exc, operation="reading the resolver configuration")
+        raise
+
+
 def _configure(
     resolver: dns.resolver.BaseResolver,
     nameservers: Sequence[str],
@@ -125,7 +146,7 @@ def _configure(
     resolver.lifetime = lifetime
     resolver.cache = None
     if dnssec:
-        # DEPS.md §4: without AD (or DO) in the query a validating resolver
+        # Measured with Unbound: without AD (or DO) in the query a validating resolver
         # never sets AD in the answer. RFC 6840 §5.7: AD in a query asks for
         # the AD bit in the response. EDNS (without DO, to avoid RRSIG bloat)
         # lets the resolver attach Extended DNS Errors (RFC 8914).
@@ -159,8 +180,10 @@ def make_resolver(
         ValueError: A nameserver setting is malformed.
         dns.resolver.NoResolverConfiguration: ``nameservers`` is empty and
             the system has no usable configuration.
+        smtpsts.LocalResourceError: The configuration could not be read
+            because this host ran out of descriptors or memory.
     """
-    resolver = dns.resolver.Resolver(configure=not nameservers)
+    resolver = _build(dns.resolver.Resolver, nameservers)
     _configure(resolver, nameservers, timeout, lifetime, dnssec)
     return resolver
 
@@ -188,7 +211,9 @@ def make_async_resolver(
         ValueError: A nameserver setting is malformed.
         dns.resolver.NoResolverConfiguration: ``nameservers`` is empty and
             the system has no usable configuration.
+        smtpsts.LocalResourceError: The configuration could not be read
+            because this host ran out of descriptors or memory.
     """
-    resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+    resolver = _build(dns.asyncresolver.Resolver, nameservers)
     _configure(resolver, nameservers, timeout, lifetime, dnssec)
     return resolver

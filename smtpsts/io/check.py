@@ -37,8 +37,18 @@ from cryptography import x509
 from smtpsts._names import to_alabel
 from smtpsts._txt import SelectionStatus
 from smtpsts._vocab import ResultType
-from smtpsts.actions import FetchFailed, HTTPResponse, TXTFailure, TXTNotFound, policy_request
-from smtpsts.cache import PolicyOutcome, PolicySource
+from smtpsts.actions import (
+    FetchFailed,
+    FetchFailure,
+    FetchPolicy,
+    HTTPResponse,
+    LookupTXT,
+    TXTAnswer,
+    TXTFailure,
+    TXTNotFound,
+    policy_request,
+)
+from smtpsts.cache import CacheEntry, PolicyOutcome, PolicyResolution, PolicySource
 from smtpsts.certs import CertificateCheck, TrustStore, check_certificate
 from smtpsts.dane import DANECheck, match_tlsa
 from smtpsts.decision import (
@@ -49,7 +59,7 @@ from smtpsts.decision import (
     Verdict,
     decide,
 )
-from smtpsts.exceptions import ParseError
+from smtpsts.exceptions import LocalFaultError, ParseError
 from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSNotFound
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSStatus, TLSALookup
 from smtpsts.io.http import AsyncHTTPSFetcher
@@ -379,6 +389,12 @@ class CheckReport:
         advice: What to do about it, and suggestions.
         timed_out: The deadline passed before everything was checked.
         elapsed: Seconds the check took.
+        applied: With ``as_sender`` (``smtpsts check --cache``): the
+            outcome a sender holding that cache applies now (its verdicts
+            are the MX verdicts), else ``None``.
+        local_fault: A fault of the checking host (descriptors or memory
+            exhausted) that cut the check short, else ``None``; never a
+            verdict on the domain (issue 10).
     """
 
     domain: str
@@ -392,6 +408,8 @@ class CheckReport:
     advice: tuple[str, ...] = ()
     timed_out: bool = False
     elapsed: float = 0.0
+    applied: PolicyOutcome | None = None
+    local_fault: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -418,6 +436,8 @@ class CheckReport:
             "advice": list(self.advice),
             "timed_out": self.timed_out,
             "elapsed": round(self.elapsed, 3),
+            "applied": None if self.applied is None else _applied_dict(self.applied),
+            "local_fault": self.local_fault,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -432,9 +452,20 @@ class CheckReport:
             "tlsrpt": {"record", "error"}, "mx": [{"host", "preference",
             "matches_policy", "tls", "dane", "verdict", ...}], "mx_error",
             "null_mx", "dane_checked", "problems", "advice", "timed_out",
-            "elapsed"}``.
+            "elapsed", "applied": null | {"mode", "source", "record_id",
+            "expires_at", "failure"}, "local_fault": null | str}``.
         """
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def _applied_dict(outcome: PolicyOutcome) -> dict[str, Any]:
+    return {
+        "mode": None if outcome.mode is None else outcome.mode.value,
+        "source": outcome.source.value,
+        "record_id": outcome.record_id,
+        "expires_at": None if outcome.expires_at is None else outcome.expires_at.isoformat(),
+        "failure": None if outcome.failure is None else outcome.failure.reason,
+    }
 
 
 # --------------------------------------------------------------------------- the steps
@@ -449,6 +480,10 @@ class _State:
     mx: list[MXCheck] | None = None
     mx_error: CheckError | None = None
     null_mx: bool = False
+    # The raw discovery results, replayed into the policy machine for a cached entry.
+    txt_result: TXTAnswer | TXTNotFound | TXTFailure | None = None
+    fetch_result: HTTPResponse | FetchFailed | None = None
+    local_fault: str | None = None
 
 
 def _txt_error(result: TXTFailure, qname: str) -> CheckError:
@@ -470,6 +505,7 @@ async def _check_sts(
     qname = f"_mta-sts.{domain}."
     state.sts = STSCheck(policy_url=request.url, error=CheckError(None, "timeout", _TIMED_OUT))
     answer = await resolver.lookup_txt(qname)
+    state.txt_result = answer
     if isinstance(answer, TXTNotFound):
         state.sts = STSCheck(policy_url=request.url)
         return
@@ -500,6 +536,7 @@ async def _check_sts(
         record, policy_url=request.url, error=CheckError(None, "timeout", _TIMED_OUT)
     )
     response = await fetcher.fetch(request)
+    state.fetch_result = response
     body = request.validate(response) if isinstance(response, HTTPResponse) else response
     if isinstance(body, FetchFailed):
         error = CheckError(body.result_type, body.reason, body.detail)
@@ -700,11 +737,21 @@ def _assess(domain: str, state: _State, *, probed: bool) -> tuple[list[str], lis
                 "without redirects (RFC 8461 §3.3)."
             )
     elif sts.record is None:
-        problems.append(f"MTA-STS: no record at _mta-sts.{domain}; the domain has no policy.")
-        advice.append(
+        publish = (
             f'Publish a TXT record "v=STSv1; id=<date>;" at _mta-sts.{domain} and a policy '
             f"at {sts.policy_url} (RFC 8461 §3)."
         )
+        if probed and state.mx and all(_dane_authenticated(mx) for mx in state.mx):
+            # DANE protects this domain from senders that validate DNSSEC
+            # (RFC 7672); MTA-STS would add the senders that do not.
+            advice.append(
+                f"No MTA-STS record at _mta-sts.{domain}: every MX is authenticated by DANE, "
+                "which protects mail from senders that validate DNSSEC; MTA-STS would also "
+                f"protect it from those that do not. {publish}"
+            )
+        else:
+            problems.append(f"MTA-STS: no record at _mta-sts.{domain}; the domain has no policy.")
+            advice.append(publish)
     if policy is not None:
         if policy.mode is Mode.TESTING:
             advice.append(
@@ -731,14 +778,27 @@ def _assess(domain: str, state: _State, *, probed: bool) -> tuple[list[str], lis
         problems.append(f"MX: {state.mx_error.detail}")
     if state.null_mx:
         advice.append(f"{domain} publishes a null MX (RFC 7505): it accepts no mail.")
+    sts_applies = policy is not None and policy.mode is not Mode.NONE
     for mx in state.mx or ():
-        problems += _mx_problems(mx, probed=probed)
+        problems += _mx_problems(mx, probed=probed, sts_applies=sts_applies, advice=advice)
         if mx.matches_policy is False:
             advice.append(f"Add 'mx: {mx.host}' (or a wildcard covering it) to the policy.")
     return problems, advice
 
 
-def _mx_problems(mx: MXCheck, *, probed: bool) -> list[str]:
+def _dane_authenticated(mx: MXCheck) -> bool:
+    # A secure TLSA RRset that matched the MX's chain (RFC 7672 §2.2, §3).
+    dane = mx.dane
+    return (
+        dane is not None
+        and dane.status == DNSStatus.SECURE
+        and dane.check is not None
+        and dane.check.ok
+        and dane.check.authenticated
+    )
+
+
+def _mx_problems(mx: MXCheck, *, probed: bool, sts_applies: bool, advice: list[str]) -> list[str]:
     out: list[str] = []
     if mx.matches_policy is False:
         out.append(f"MX {mx.host}: matches no mx pattern of the policy (RFC 8461 §4.1).")
@@ -753,7 +813,16 @@ def _mx_problems(mx: MXCheck, *, probed: bool) -> list[str]:
     cert = mx.certificate
     if cert is not None and not cert.ok:
         result_type = cert.result_type.value if cert.result_type is not None else "failure"
-        out.append(f"MX {mx.host}: certificate {result_type}: {cert.detail}.")
+        line = f"MX {mx.host}: certificate {result_type}: {cert.detail}."
+        if sts_applies or not _dane_authenticated(mx):
+            out.append(line)
+        else:
+            # No MTA-STS policy asks for WebPKI here and DANE authenticates
+            # the MX (RFC 7672 §3.1: DANE-EE ignores the chain and names).
+            advice.append(
+                f"{line} Senders authenticate this MX by DANE; an MTA-STS policy would need "
+                "a certificate from a public CA for its name (RFC 8461 §4.2)."
+            )
     dane = mx.dane
     if dane is not None and dane.failed:
         check = dane.check
@@ -784,6 +853,8 @@ async def acheck_domain(
     helo_name: str | None = None,
     now: datetime | None = None,
     trust_ad: bool | None = None,
+    cached: CacheEntry | None = None,
+    as_sender: bool = False,
 ) -> CheckReport:
     """
     Check a domain's MTA-STS, TLS-RPT and DANE setup (asyncio).
@@ -805,9 +876,18 @@ async def acheck_domain(
         trust_ad: Whether to trust the resolver's DNSSEC validation (the
             AD bit) and so check DANE; ``None``: exactly when every
             nameserver is on loopback (DANE-02).
+        cached: A policy store entry for the domain (``smtpsts check
+            --cache``): the MX verdicts are then those of a sender holding
+            it, which keeps a live cached policy whatever discovery saw
+            (:attr:`CheckReport.applied`). Implies ``as_sender``.
+        as_sender: Judge the MX hosts as a sender would that holds
+            ``cached`` (``None``: a sender with nothing cached for the
+            domain), and report what it applies in
+            :attr:`CheckReport.applied`.
 
     Returns:
-        The report; network failures are part of it, never raised.
+        The report; network failures are part of it, never raised, and so
+        are local faults (:attr:`CheckReport.local_fault`).
 
     Raises:
         DomainNameError: ``domain`` is not a valid host name.
@@ -854,11 +934,43 @@ async def acheck_domain(
             )
     except TimeoutError:
         timed_out = True
-    return _report(name, state, settings, timed_out, time.monotonic() - started)
+    except LocalFaultError as exc:
+        # This host ran out of descriptors or memory: the check is partial,
+        # and nothing it missed is blamed on the domain (issue 10).
+        state.local_fault = str(exc)
+    if cached is not None and cached.domain != name:
+        cached = None
+    sender = _Sender(cached) if as_sender or cached is not None else None
+    return _report(name, state, settings, timed_out, time.monotonic() - started, sender)
 
 
-def _report(
-    name: str, state: _State, settings: _Settings, timed_out: bool, elapsed: float
+@attrs.frozen
+class _Sender:
+    cached: CacheEntry | None
+
+
+def _replay(name: str, cached: CacheEntry | None, state: _State, now: datetime) -> PolicyOutcome:
+    # What the policy machine makes of the cached entry and what discovery saw;
+    # a step discovery did not finish counts as failed (never as "no policy").
+    machine = PolicyResolution(name, cached=cached, now=now)
+    unfinished = state.local_fault or "the check did not finish"
+    while True:
+        action = machine.next_action()
+        if isinstance(action, LookupTXT):
+            machine.receive(state.txt_result or TXTFailure(unfinished))
+        elif isinstance(action, FetchPolicy):
+            machine.receive(state.fetch_result or FetchFailed(FetchFailure.TIMEOUT, unfinished))
+        else:
+            return action.outcome
+
+
+def _report(  # noqa: PLR0917 -- internal
+    name: str,
+    state: _State,
+    settings: _Settings,
+    timed_out: bool,
+    elapsed: float,
+    sender: _Sender | None = None,
 ) -> CheckReport:
     timeout_error = CheckError(None, "timeout", _TIMED_OUT)
     if state.sts is None:
@@ -869,10 +981,22 @@ def _report(
         state.mx_error = timeout_error
     policy = state.sts.policy
     outcome = _outcome(name, policy)
+    applied = None
+    if sender is not None:
+        # SEC-50: a sender holding this cache applies what the machine makes of
+        # the cached entry and what discovery just saw, never less.
+        applied = outcome = _replay(name, sender.cached, state, settings.now)
+        policy = outcome.policy
     state.mx = [_judge_mx(mx, policy, outcome) for mx in state.mx or ()]
     problems, advice = _assess(name, state, probed=settings.probe)
     if timed_out:
         problems.append("The check did not finish within its deadline; results are partial.")
+    if state.local_fault is not None:
+        problems.insert(
+            0,
+            f"This host could not finish the check ({state.local_fault}); results are "
+            "partial, and what is missing says nothing about the domain.",
+        )
     return CheckReport(
         domain=name,
         sts=state.sts,
@@ -885,6 +1009,8 @@ def _report(
         advice=tuple(advice),
         timed_out=timed_out,
         elapsed=elapsed,
+        applied=applied,
+        local_fault=state.local_fault,
     )
 
 
@@ -899,6 +1025,8 @@ def check_domain(
     helo_name: str | None = None,
     now: datetime | None = None,
     trust_ad: bool | None = None,
+    cached: CacheEntry | None = None,
+    as_sender: bool = False,
 ) -> CheckReport:
     """
     Check a domain (blocking); see :func:`acheck_domain`.
@@ -916,6 +1044,8 @@ def check_domain(
         helo_name: The EHLO name of the probes.
         now: The time certificates are checked at.
         trust_ad: Whether to trust the resolver's DNSSEC validation.
+        cached: A policy store entry for the domain (see :func:`acheck_domain`).
+        as_sender: Report what a sender holding ``cached`` applies.
 
     Returns:
         The report.
@@ -939,6 +1069,8 @@ def check_domain(
                 helo_name=helo_name,
                 now=now,
                 trust_ad=trust_ad,
+                cached=cached,
+                as_sender=as_sender,
             )
         )
     finally:

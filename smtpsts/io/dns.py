@@ -6,7 +6,11 @@ machine's :class:`~smtpsts.actions.LookupTXT` with
 :class:`~smtpsts.actions.TXTAnswer`, :class:`~smtpsts.actions.TXTNotFound`
 or :class:`~smtpsts.actions.TXTFailure`, and look up the A/AAAA and MX
 records the HTTPS fetcher and ``smtpsts check`` need. No dnspython exception
-escapes: every outcome is a value (DESIGN.md "Layers", STYLE.md §3.5).
+escapes: every outcome is a value (docs/architecture.md) --
+except a local fault: when this host runs out of descriptors, buffers or
+memory, the lookups raise :class:`~smtpsts.LocalResourceError` instead of
+:class:`~smtpsts.actions.TXTFailure` or :class:`DNSFailure`, since that says
+nothing about the remote domain (issue 17; RFC 8461 §10).
 
 The translation from dnspython's answer or exception to a value lives in
 plain functions shared by both classes, so the sync and asyncio adapters
@@ -27,6 +31,7 @@ import dns.rdatatype
 import dns.resolver
 
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
+from smtpsts.io._faults import raise_local_fault
 from smtpsts.io._resolver import (
     DEFAULT_LIFETIME,
     DEFAULT_TIMEOUT,
@@ -129,7 +134,7 @@ def _failure_reason(exc: Exception) -> str:
     if isinstance(exc, dns.exception.Timeout):
         return f"timeout: {exc}"
     if isinstance(exc, dns.resolver.NoNameservers):
-        # SERVFAIL or REFUSED from every server (DEPS.md §4).
+        # SERVFAIL or REFUSED from every server: dnspython's NoNameservers.
         return f"no nameserver answered: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
@@ -151,6 +156,8 @@ def _classify(outcome: _Outcome) -> dns.resolver.Answer | DNSNotFound | DNSFailu
     if isinstance(outcome, dns.resolver.NXDOMAIN):
         return _negative(outcome)
     if isinstance(outcome, Exception):
+        # Issue 17: a local fault is no DNS failure of the remote domain.
+        raise_local_fault(outcome, operation="DNS lookup")
         return DNSFailure(_failure_reason(outcome))
     if outcome.rrset is None:
         # NODATA: the name exists, the type does not. The negative TTL comes
@@ -173,9 +180,13 @@ def txt_result(outcome: _Outcome) -> TXTAnswer | TXTNotFound | TXTFailure:
 
     Returns:
         :class:`TXTAnswer` with one item per RR, its character-strings
-        joined (RFC 8461 §3.1, STS-REC-03; never ``rdata.to_text()``, DEPS.md
-        §4); :class:`TXTNotFound` for NXDOMAIN or NODATA; :class:`TXTFailure`
+        joined (RFC 8461 §3.1, STS-REC-03; never ``rdata.to_text()``, which
+        quotes and escapes); :class:`TXTNotFound` for NXDOMAIN or NODATA; :class:`TXTFailure`
         for everything else (STS-REC-17).
+
+    Raises:
+        smtpsts.LocalResourceError: ``outcome`` says this host ran out of
+            descriptors, buffers or memory (issue 17).
     """
     classified = _classify(outcome)
     if isinstance(classified, DNSNotFound):
@@ -197,6 +208,9 @@ def mx_result(outcome: _Outcome) -> MXAnswer | DNSNotFound | DNSFailure:
     Returns:
         :class:`MXAnswer` sorted by preference, :class:`DNSNotFound` or
         :class:`DNSFailure`.
+
+    Raises:
+        smtpsts.LocalResourceError: ``outcome`` is a local resource fault.
     """
     classified = _classify(outcome)
     if isinstance(classified, DNSNotFound | DNSFailure):
@@ -227,6 +241,9 @@ def address_result(
         :class:`AddressAnswer` when any query gave addresses; otherwise
         :class:`DNSFailure` if any query failed (a failure is never read as
         "no such host", STS-FETCH-21), else :class:`DNSNotFound`.
+
+    Raises:
+        smtpsts.LocalResourceError: An outcome is a local resource fault.
     """
     addresses: list[str] = []
     ttls: list[int] = []
@@ -253,6 +270,20 @@ def _qname(name: str) -> dns.name.Name | Exception:
         return dns.name.from_text(name)
     except dns.exception.DNSException as exc:
         return exc
+
+
+def _checked(outcome: _Outcome, name: str, rdtype: dns.rdatatype.RdataType) -> _Outcome:
+    # Issue 17: out of descriptors, buffers or memory is this host's fault,
+    # never a DNS failure of the remote domain (nor a TXTFailure to store).
+    if isinstance(outcome, Exception):
+        raise_local_fault(
+            outcome, operation=f"DNS {dns.rdatatype.to_text(rdtype)} lookup", host=name
+        )
+    return outcome
+
+
+_QUERY_ERRORS = (dns.exception.DNSException, OSError, MemoryError)
+"""What a query may raise that the adapters turn into a value (or a local fault)."""
 
 
 # --------------------------------------------------------------------------- sync
@@ -294,8 +325,13 @@ class DNSResolver:
             return self.resolver.resolve(
                 qname, rdtype, raise_on_no_answer=False, search=False, lifetime=lifetime
             )
-        except (dns.exception.DNSException, OSError) as exc:
+        except _QUERY_ERRORS as exc:
             return exc
+
+    def _lookup(
+        self, name: str, rdtype: dns.rdatatype.RdataType, lifetime: float | None
+    ) -> _Outcome:
+        return _checked(self._query(name, rdtype, lifetime), name, rdtype)
 
     def lookup_txt(
         self, qname: str, *, lifetime: float | None = None
@@ -309,8 +345,12 @@ class DNSResolver:
 
         Returns:
             The result value (see :func:`txt_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of descriptors,
+                buffers or memory (issue 17): no verdict on ``qname``.
         """
-        return txt_result(self._query(qname, dns.rdatatype.TXT, lifetime))
+        return txt_result(self._lookup(qname, dns.rdatatype.TXT, lifetime))
 
     def lookup_mx(
         self, domain: str, *, lifetime: float | None = None
@@ -324,8 +364,11 @@ class DNSResolver:
 
         Returns:
             The result value (see :func:`mx_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of a resource.
         """
-        return mx_result(self._query(domain, dns.rdatatype.MX, lifetime))
+        return mx_result(self._lookup(domain, dns.rdatatype.MX, lifetime))
 
     def lookup_addresses(
         self, host: str, *, lifetime: float | None = None
@@ -339,9 +382,12 @@ class DNSResolver:
 
         Returns:
             The result value (see :func:`address_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of a resource.
         """
         return address_result(
-            [self._query(host, kind, lifetime) for kind in (dns.rdatatype.AAAA, dns.rdatatype.A)]
+            [self._lookup(host, kind, lifetime) for kind in (dns.rdatatype.AAAA, dns.rdatatype.A)]
         )
 
 
@@ -384,8 +430,13 @@ class AsyncDNSResolver:
             return await self.resolver.resolve(
                 qname, rdtype, raise_on_no_answer=False, search=False, lifetime=lifetime
             )
-        except (dns.exception.DNSException, OSError) as exc:
+        except _QUERY_ERRORS as exc:
             return exc
+
+    async def _lookup(
+        self, name: str, rdtype: dns.rdatatype.RdataType, lifetime: float | None
+    ) -> _Outcome:
+        return _checked(await self._query(name, rdtype, lifetime), name, rdtype)
 
     async def lookup_txt(
         self, qname: str, *, lifetime: float | None = None
@@ -399,8 +450,12 @@ class AsyncDNSResolver:
 
         Returns:
             The result value (see :func:`txt_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of descriptors,
+                buffers or memory (issue 17): no verdict on ``qname``.
         """
-        return txt_result(await self._query(qname, dns.rdatatype.TXT, lifetime))
+        return txt_result(await self._lookup(qname, dns.rdatatype.TXT, lifetime))
 
     async def lookup_mx(
         self, domain: str, *, lifetime: float | None = None
@@ -414,8 +469,11 @@ class AsyncDNSResolver:
 
         Returns:
             The result value (see :func:`mx_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of a resource.
         """
-        return mx_result(await self._query(domain, dns.rdatatype.MX, lifetime))
+        return mx_result(await self._lookup(domain, dns.rdatatype.MX, lifetime))
 
     async def lookup_addresses(
         self, host: str, *, lifetime: float | None = None
@@ -429,9 +487,14 @@ class AsyncDNSResolver:
 
         Returns:
             The result value (see :func:`address_result`).
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of a resource.
         """
-        outcomes = await asyncio.gather(
-            self._query(host, dns.rdatatype.AAAA, lifetime),
-            self._query(host, dns.rdatatype.A, lifetime),
+        kinds = (dns.rdatatype.AAAA, dns.rdatatype.A)
+        # Both queries run to the end (they return their exceptions), then a
+        # local fault in either is raised (issue 17).
+        outcomes = await asyncio.gather(*(self._query(host, kind, lifetime) for kind in kinds))
+        return address_result(
+            [_checked(outcome, host, kind) for outcome, kind in zip(outcomes, kinds, strict=True)]
         )
-        return address_result(outcomes)

@@ -1,10 +1,14 @@
 """
-HTTPS policy fetchers: sync on :mod:`http.client` + :mod:`ssl`, asyncio on h11.
+HTTPS policy fetchers, sync and asyncio, on one path: h11 over TLS (issue 11).
 
-Both answer the machine's :class:`~smtpsts.actions.FetchPolicy` with an
+One fetch is one conversation (``_fetch``: address lookup, connect, proxy
+``CONNECT``, TLS, the h11 exchange of :mod:`smtpsts.io._http11`, judging the
+body), run by :func:`~smtpsts.io._drive.drive` over a blocking socket or by
+:func:`~smtpsts.io._drive.adrive` over asyncio streams. Both fetchers answer
+the machine's :class:`~smtpsts.actions.FetchPolicy` with an
 :class:`~smtpsts.actions.HTTPResponse` or a
 :class:`~smtpsts.actions.FetchFailed`, and both keep the fetch rules of
-RFC 8461 §3.3 that only an adapter can keep (CONFORMANCE.md §2.3):
+RFC 8461 §3.3 that only an adapter can keep (docs/conformance.md, STS-FETCH):
 
 - one wall-clock deadline (``FetchPolicy.timeout``) for address lookup,
   connect, TLS, headers and body; every socket read waits at most for the
@@ -22,23 +26,29 @@ RFC 8461 §3.3 that only an adapter can keep (CONFORMANCE.md §2.3):
 
 Status, media type and size are then judged by the core
 (:meth:`~smtpsts.actions.FetchPolicy.validate`); the adapters only move bytes
-and turn exceptions into :class:`~smtpsts.actions.FetchFailed` values.
+and turn exceptions into :class:`~smtpsts.actions.FetchFailed` values -- but
+never a local fault: out of descriptors, buffers or memory (``EMFILE``,
+``ENFILE``, ``ENOBUFS``, ``ENOMEM``, :class:`MemoryError`), a fetch raises
+:class:`~smtpsts.LocalResourceError`, which is no verdict on the policy host
+and must start no fetch backoff (issue 17; RFC 8461 §10).
+
+The module is above 600 lines because it holds two public fetchers with
+their documented settings, the TLS context and ``connect_to`` parsing, and
+the one fetch conversation they share; the HTTP/1.1 exchange itself is in
+:mod:`smtpsts.io._http11`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import http.client
-import io
 import ipaddress
 import socket
 import ssl
-import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from contextlib import suppress
-from typing import Final
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -52,6 +62,19 @@ from smtpsts.actions import (
     content_type_is_text_plain,
 )
 from smtpsts.certs import TrustStore
+from smtpsts.io._drive import adrive, drive
+from smtpsts.io._faults import lookup_fault, raise_local_fault
+from smtpsts.io._http11 import (
+    MAX_HEADER_BYTES,
+    NO_RESPONSE,
+    Deadline,
+    Receive,
+    Response,
+    Send,
+    exchange,
+    perform_on_socket,
+    perform_on_stream,
+)
 from smtpsts.io.dns import AddressAnswer, AsyncDNSResolver, DNSNotFound, DNSResolver
 
 __all__ = [
@@ -72,12 +95,11 @@ RevocationCheck = Callable[[str, bytes], str | None]
 USER_AGENT: Final = "smtpsts"
 """The ``User-Agent`` of policy requests."""
 
-MAX_HEADER_BYTES: Final = 16384
-"""The most bytes of status line plus headers read (h11's default event cap)."""
-
 _READ_SIZE: Final = 16384
 
-# OpenSSL X509_V_ERR_* codes -> failure-reason-code (CONFORMANCE.md §4.4).
+_Resolver = TypeVar("_Resolver", DNSResolver, AsyncDNSResolver)
+
+# OpenSSL X509_V_ERR_* codes -> failure-reason-code (RFC 8460 §4.3; docs/tlsrpt-results.md).
 _X509_CODES: Final = {
     9: "not-yet-valid",  # X509_V_ERR_CERT_NOT_YET_VALID
     10: "certificate-expired",  # X509_V_ERR_CERT_HAS_EXPIRED
@@ -180,20 +202,6 @@ def _request_headers(request: FetchPolicy, target: _Target) -> list[tuple[str, s
         *request.headers,
         ("Connection", "close"),
     ]
-
-
-class _Deadline:
-    """One wall-clock deadline for a whole fetch (STS-FETCH-11)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        remaining = self.end - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"policy fetch deadline of {self.seconds:g} s passed")
-        return remaining
 
 
 class _TooLargeError(Exception):
@@ -359,7 +367,216 @@ def _check_private(settings: _Settings, host: str, addresses: list[str]) -> Fetc
     return None
 
 
+def _domain(target: _Target) -> str | None:
+    # STS-FETCH-02: the policy host is mta-sts.<domain>.
+    return target.host.removeprefix("mta-sts.") if target.host.startswith("mta-sts.") else None
+
+
+def _local(exc: BaseException, target: _Target, stage: str, where: str | None = None) -> None:
+    # Issue 17: a local fault (EMFILE, ENOBUFS, MemoryError...) is raised as
+    # LocalResourceError, never returned as a FetchFailed the machine would
+    # store with a fetch backoff.
+    host = target.host if where is None else f"{target.host} ({where})"
+    raise_local_fault(exc, operation=f"policy fetch ({stage})", host=host, domain=_domain(target))
+
+
+def _lookup_failed(exc: OSError, target: _Target) -> FetchFailed:
+    # getaddrinfo() out of descriptors says "Name or service not known":
+    # check before calling it a DNS error of the policy host.
+    fault = lookup_fault(
+        exc, operation="policy fetch (address lookup)", host=target.host, domain=_domain(target)
+    )
+    if fault is not None:
+        raise fault from exc
+    return FetchFailed(FetchFailure.DNS_ERROR, f"{target.host}: {exc}")
+
+
+# --------------------------------------------------------------------------- the fetch
+
+
+@attrs.frozen
+class _LookupAddresses:
+    """Step: the policy host's addresses (a resolver answer or ``getaddrinfo``'s list)."""
+
+    host: str
+    port: int
+
+
+@attrs.frozen
+class _Connect:
+    """Step: open a TCP connection to one address (the result is ``None``)."""
+
+    address: str
+    port: int
+
+
+@attrs.frozen
+class _StartTLS:
+    """Step: TLS on the connection, SNI ``host``; the result is the peer's DER certificate."""
+
+    host: str
+
+
+_Step = _LookupAddresses | _Connect | _StartTLS | Send | Receive
+
+
+def _fetch(
+    request: FetchPolicy, settings: _Settings, stage: list[str]
+) -> Generator[_Step, Any, HTTPResponse | FetchFailed]:
+    # One policy fetch, for both fetchers: every failure becomes a
+    # FetchFailed here, except a local fault (issue 17).
+    target = _target(request)
+    try:
+        return (yield from _fetch_steps(request, target, settings, stage))
+    except TimeoutError:
+        return _timeout(request, stage[-1])
+    except ssl.SSLError as exc:
+        return _tls_failure(exc)
+    except (h11.ProtocolError, ValueError) as exc:
+        return _protocol_error(exc, stage)
+    except (OSError, MemoryError) as exc:
+        if isinstance(exc, ConnectionError) and exc.args == (NO_RESPONSE,):
+            # A close before any response head is broken HTTP (STS-FETCH-18).
+            return _protocol_error(exc, stage)
+        _local(exc, target, stage[-1])
+        return FetchFailed(FetchFailure.CONNECT_ERROR, f"{stage[-1]}: {exc}")
+
+
+def _protocol_error(exc: Exception, stage: list[str]) -> FetchFailed:
+    return FetchFailed(FetchFailure.PROTOCOL_ERROR, f"{stage[-1]}: {type(exc).__name__}: {exc}")
+
+
+def _fetch_steps(
+    request: FetchPolicy, target: _Target, settings: _Settings, stage: list[str]
+) -> Generator[_Step, Any, HTTPResponse | FetchFailed]:
+    proxy = settings.proxy
+    endpoints = [proxy] if proxy else (yield from _endpoints(target, settings))
+    if isinstance(endpoints, FetchFailed):
+        return endpoints
+    errors: list[str] = []
+    for address, port in endpoints:
+        try:
+            yield _Connect(address, port)
+            break
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            # Out of descriptors: no other address would fare better.
+            _local(exc, target, "connect", f"{address}:{port}")
+            errors.append(f"{address}:{port}: {exc}")
+    else:
+        return FetchFailed(FetchFailure.CONNECT_ERROR, "; ".join(errors))
+    if proxy:
+        stage.append("proxy CONNECT")
+        refused = yield from _tunnel(target, settings)
+        if refused is not None:
+            return refused
+    stage.append("TLS handshake")
+    revoked = _revoked(settings, target.host, (yield _StartTLS(target.host)))
+    if revoked is not None:
+        return revoked
+    stage.append("request")
+
+    def wanted(head: Response) -> bool:
+        if not _body_wanted(request, head.status, head.header("content-type")):
+            return False
+        stage.append("body")
+        # An announced body that is already too large is not read.
+        length = head.header("content-length")
+        return not (length is not None and length.isdigit() and int(length) > request.max_bytes)
+
+    response = yield from exchange(
+        "GET",
+        target.path,
+        _request_headers(request, target),
+        # The wire cap of _BodySink: decoded max_bytes + 1, wire 1 KiB more.
+        max_body=request.max_bytes + 1025,
+        read_body=wanted,
+        max_header_bytes=MAX_HEADER_BYTES,
+    )
+    return _policy_response(request, response)
+
+
+def _endpoints(
+    target: _Target, settings: _Settings
+) -> Generator[_Step, Any, list[tuple[str, int]] | FetchFailed]:
+    override = settings.connect_to.get((target.host, target.port))
+    if override is not None:
+        return [override]
+    try:
+        answer = yield _LookupAddresses(target.host, target.port)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        # In asyncio's executor thread glibc reports EMFILE as EAI_SYSTEM,
+        # which arrives as a plain OSError rather than a gaierror.
+        return _lookup_failed(exc, target)
+    found = answer if isinstance(answer, list) else _addresses_from(answer, target.host)
+    if isinstance(found, FetchFailed):
+        return found
+    blocked = _check_private(settings, target.host, found)
+    if blocked is not None:
+        return blocked
+    return [(address, target.port) for address in dict.fromkeys(found)]
+
+
+def _tunnel(target: _Target, settings: _Settings) -> Generator[_Step, Any, FetchFailed | None]:
+    authority, request = _connect_request(target, settings)
+    yield Send(request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_HEADER_BYTES:
+            raise ValueError("proxy reply head too large")
+        data = yield Receive(4096)
+        if not data:
+            raise ValueError("proxy closed the connection")
+        head += data
+    reply, _, rest = head.partition(b"\r\n\r\n")
+    if rest:
+        raise ValueError("proxy sent data before the tunnel was used")
+    return _connect_reply(reply, authority)
+
+
+def _policy_response(request: FetchPolicy, response: Response) -> HTTPResponse | FetchFailed:
+    content_type = response.header("content-type")
+    if not _body_wanted(request, response.status, content_type):
+        return HTTPResponse(response.status, content_type, b"", response.headers)
+    if response.truncated or not response.body_read:
+        return _too_large(request)
+    sink = _BodySink(request.max_bytes, response.header("content-encoding"))
+    try:
+        sink.feed(response.body)
+    except _TooLargeError:
+        return _too_large(request)
+    return HTTPResponse(response.status, content_type, sink.result(), response.headers)
+
+
 # --------------------------------------------------------------------------- sync
+
+
+class _Fetcher(Generic[_Resolver]):
+    # The settings both fetchers take (documented on each).
+
+    def __init__(
+        self,
+        *,
+        trust: TrustStore | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        resolver: _Resolver | None = None,
+        connect_to: ConnectTo | None = None,
+        block_private_addresses: bool = False,
+        proxy: tuple[str, int] | None = None,
+        revocation_check: RevocationCheck | None = None,
+    ) -> None:
+        self._settings = _settings(
+            trust=trust,
+            ssl_context=ssl_context,
+            connect_to=connect_to,
+            block_private_addresses=block_private_addresses,
+            proxy=proxy,
+            revocation_check=revocation_check,
+        )
+        self.resolver: _Resolver | None = resolver
 
 
 _POOL: list[concurrent.futures.ThreadPoolExecutor] = []
@@ -373,33 +590,9 @@ def _lookup_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _POOL[0]
 
 
-class _DeadlineReader(io.RawIOBase):
-    # Each recv waits at most for the time left, so a slow drip cannot
-    # stretch the fetch past its deadline (STS-FETCH-11).
-    def __init__(self, sock: ssl.SSLSocket, deadline: _Deadline) -> None:
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        self._sock.settimeout(self._deadline.left())
-        return self._sock.recv_into(buffer)
-
-
-class _SocketShim:
-    # http.client.HTTPResponse reads through sock.makefile("rb").
-    def __init__(self, reader: _DeadlineReader) -> None:
-        self._reader = reader
-
-    def makefile(self, *_args: object, **_kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(self._reader, _READ_SIZE)
-
-
-class HTTPSFetcher:
+class HTTPSFetcher(_Fetcher[DNSResolver]):
     """
-    Synchronous policy fetcher on :mod:`http.client` and :mod:`ssl`.
+    Synchronous policy fetcher on h11 over a blocking :mod:`ssl` socket.
 
     Args:
         trust: Trust anchors for the policy host certificate; ``None`` means
@@ -420,27 +613,6 @@ class HTTPSFetcher:
             certificate as ``sts-webpki-invalid`` (STS-FETCH-17). Off by default.
     """
 
-    def __init__(
-        self,
-        *,
-        trust: TrustStore | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        resolver: DNSResolver | None = None,
-        connect_to: ConnectTo | None = None,
-        block_private_addresses: bool = False,
-        proxy: tuple[str, int] | None = None,
-        revocation_check: RevocationCheck | None = None,
-    ) -> None:
-        self._settings = _settings(
-            trust=trust,
-            ssl_context=ssl_context,
-            connect_to=connect_to,
-            block_private_addresses=block_private_addresses,
-            proxy=proxy,
-            revocation_check=revocation_check,
-        )
-        self.resolver = resolver
-
     def fetch(self, request: FetchPolicy) -> HTTPResponse | FetchFailed:
         """
         Perform one policy request.
@@ -451,152 +623,60 @@ class HTTPSFetcher:
         Returns:
             The final response (the body only for a 200 with an acceptable
             media type), or why there is none.
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of descriptors,
+                buffers or memory (issue 17): no verdict on the policy host.
         """
-        deadline = _Deadline(request.timeout)
-        target = _target(request)
-        stage = "connect"
-        sock: socket.socket | None = None
+        connection = _BlockingConnection(self._settings, self.resolver, Deadline(request.timeout))
         try:
-            proxy = self._settings.proxy
-            endpoints = [proxy] if proxy else self._endpoints(target, deadline)
-            if isinstance(endpoints, FetchFailed):
-                return endpoints
-            connected = self._connect(endpoints, deadline)
-            if isinstance(connected, FetchFailed):
-                return connected
-            sock = connected
-            if proxy:
-                stage = "proxy CONNECT"
-                refused = self._tunnel(sock, target, deadline)
-                if refused is not None:
-                    return refused
-            stage = "TLS handshake"
-            sock.settimeout(deadline.left())
-            tls = self._settings.ssl_context.wrap_socket(sock, server_hostname=target.host)
-            sock = tls
-            revoked = _revoked(self._settings, target.host, tls.getpeercert(binary_form=True))
-            if revoked is not None:
-                return revoked
-            stage = "request"
-            tls.sendall(_encode_request(request, target))
-            stage = "response headers"
-            response = http.client.HTTPResponse(
-                _SocketShim(_DeadlineReader(tls, deadline)),  # type: ignore[arg-type]
-                method="GET",
-            )
-            response.begin()
-            stage = "body"
-            return _read_sync(request, response)
-        except TimeoutError:
-            return _timeout(request, stage)
-        except ssl.SSLError as exc:
-            return _tls_failure(exc)
-        except (http.client.HTTPException, ValueError) as exc:
-            return FetchFailed(FetchFailure.PROTOCOL_ERROR, f"{stage}: {type(exc).__name__}: {exc}")
-        except OSError as exc:
-            return FetchFailed(FetchFailure.CONNECT_ERROR, f"{stage}: {exc}")
+            return drive(_fetch(request, self._settings, ["connect"]), connection.perform)
         finally:
-            if sock is not None:
-                with suppress(OSError):
-                    sock.close()
+            connection.close()
 
-    def _endpoints(
-        self, target: _Target, deadline: _Deadline
-    ) -> list[tuple[str, int]] | FetchFailed:
-        override = self._settings.connect_to.get((target.host, target.port))
-        if override is not None:
-            return [override]
-        if self.resolver is not None:
-            found = _addresses_from(
-                self.resolver.lookup_addresses(target.host, lifetime=deadline.left()), target.host
+
+@attrs.define
+class _BlockingConnection:
+    """Performs the steps of one fetch on a blocking socket, each bounded by the deadline."""
+
+    settings: _Settings
+    resolver: DNSResolver | None
+    deadline: Deadline
+    sock: socket.socket | None = None
+
+    def perform(self, step: _Step) -> object:
+        if isinstance(step, _LookupAddresses):
+            if self.resolver is not None:
+                return self.resolver.lookup_addresses(step.host, lifetime=self.deadline.left())
+            # getaddrinfo() has no timeout of its own: wait for it in a
+            # worker thread for no longer than the deadline allows.
+            lookup = _lookup_pool().submit(
+                socket.getaddrinfo, step.host, step.port, type=socket.SOCK_STREAM
             )
-        else:
-            try:
-                # getaddrinfo() has no timeout of its own: wait for it in a
-                # worker thread for no longer than the deadline allows.
-                infos = (
-                    _lookup_pool()
-                    .submit(socket.getaddrinfo, target.host, target.port, type=socket.SOCK_STREAM)
-                    .result(timeout=deadline.left())
-                )
-            except socket.gaierror as exc:
-                return FetchFailed(FetchFailure.DNS_ERROR, f"{target.host}: {exc}")
-            found = [str(info[4][0]) for info in infos]
-        if isinstance(found, FetchFailed):
-            return found
-        blocked = _check_private(self._settings, target.host, found)
-        if blocked is not None:
-            return blocked
-        return [(address, target.port) for address in dict.fromkeys(found)]
+            return [str(info[4][0]) for info in lookup.result(timeout=self.deadline.left())]
+        if isinstance(step, _Connect):
+            self.sock = socket.create_connection(
+                (step.address, step.port), timeout=self.deadline.left()
+            )
+            return None
+        assert self.sock is not None  # _fetch connects first
+        if isinstance(step, _StartTLS):
+            self.sock.settimeout(self.deadline.left())
+            tls = self.settings.ssl_context.wrap_socket(self.sock, server_hostname=step.host)
+            self.sock = tls
+            return tls.getpeercert(binary_form=True)
+        return perform_on_socket(self.sock, self.deadline)(step)
 
-    def _tunnel(
-        self, sock: socket.socket, target: _Target, deadline: _Deadline
-    ) -> FetchFailed | None:
-        authority, request = _connect_request(target, self._settings)
-        sock.sendall(request)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            if len(head) > MAX_HEADER_BYTES:
-                raise ValueError("proxy reply head too large")
-            sock.settimeout(deadline.left())
-            data = sock.recv(4096)
-            if not data:
-                raise ValueError("proxy closed the connection")
-            head += data
-        reply, _, rest = head.partition(b"\r\n\r\n")
-        if rest:
-            raise ValueError("proxy sent data before the tunnel was used")
-        return _connect_reply(reply, authority)
-
-    @staticmethod
-    def _connect(
-        endpoints: list[tuple[str, int]], deadline: _Deadline
-    ) -> socket.socket | FetchFailed:
-        errors: list[str] = []
-        for address, port in endpoints:
-            try:
-                return socket.create_connection((address, port), timeout=deadline.left())
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                errors.append(f"{address}:{port}: {exc}")
-        return FetchFailed(FetchFailure.CONNECT_ERROR, "; ".join(errors))
-
-
-def _encode_request(request: FetchPolicy, target: _Target) -> bytes:
-    lines = [f"GET {target.path} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in _request_headers(request, target)]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
-
-
-def _read_sync(
-    request: FetchPolicy, response: http.client.HTTPResponse
-) -> HTTPResponse | FetchFailed:
-    status = response.status
-    content_type = response.getheader("Content-Type")
-    headers = tuple(response.getheaders())
-    if not _body_wanted(request, status, content_type):
-        return HTTPResponse(status, content_type, b"", headers)
-    length = response.length
-    if length is not None and length > request.max_bytes and not response.chunked:
-        # The announced body is already too large: do not read it.
-        return _too_large(request)
-    sink = _BodySink(request.max_bytes, response.getheader("Content-Encoding"))
-    try:
-        while chunk := response.read1(_READ_SIZE):
-            sink.feed(chunk)
-    except _TooLargeError:
-        return _too_large(request)
-    if response.length:
-        # read1() reports a premature close as the end; the length says otherwise.
-        raise http.client.IncompleteRead(sink.result(), response.length)
-    return HTTPResponse(status, content_type, sink.result(), headers)
+    def close(self) -> None:
+        if self.sock is not None:
+            with suppress(OSError):
+                self.sock.close()
 
 
 # --------------------------------------------------------------------------- asyncio
 
 
-class AsyncHTTPSFetcher:
+class AsyncHTTPSFetcher(_Fetcher[AsyncDNSResolver]):
     """
     asyncio policy fetcher on h11 over asyncio streams.
 
@@ -615,27 +695,6 @@ class AsyncHTTPSFetcher:
             (STS-FETCH-17).
     """
 
-    def __init__(
-        self,
-        *,
-        trust: TrustStore | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        resolver: AsyncDNSResolver | None = None,
-        connect_to: ConnectTo | None = None,
-        block_private_addresses: bool = False,
-        proxy: tuple[str, int] | None = None,
-        revocation_check: RevocationCheck | None = None,
-    ) -> None:
-        self._settings = _settings(
-            trust=trust,
-            ssl_context=ssl_context,
-            connect_to=connect_to,
-            block_private_addresses=block_private_addresses,
-            proxy=proxy,
-            revocation_check=revocation_check,
-        )
-        self.resolver = resolver
-
     async def fetch(self, request: FetchPolicy) -> HTTPResponse | FetchFailed:
         """
         Perform one policy request; see :meth:`HTTPSFetcher.fetch`.
@@ -645,179 +704,59 @@ class AsyncHTTPSFetcher:
 
         Returns:
             The final response, or why there is none.
+
+        Raises:
+            smtpsts.LocalResourceError: This host ran out of descriptors,
+                buffers or memory (issue 17).
         """
-        progress = ["connect"]
+        stage = ["connect"]
+        connection = _StreamConnection(self._settings, self.resolver, Deadline(request.timeout))
         try:
+            # Each step waits at most for the time left; the whole fetch too.
             async with asyncio.timeout(request.timeout):
-                return await self._fetch(request, progress)
+                return await adrive(_fetch(request, self._settings, stage), connection.perform)
         except TimeoutError:
-            return _timeout(request, progress[-1])
+            return _timeout(request, stage[-1])
+        finally:
+            connection.close()
 
-    async def _endpoints(
-        self, target: _Target, deadline: _Deadline
-    ) -> list[tuple[str, int]] | FetchFailed:
-        override = self._settings.connect_to.get((target.host, target.port))
-        if override is not None:
-            return [override]
-        if self.resolver is not None:
-            found = _addresses_from(
-                await self.resolver.lookup_addresses(target.host, lifetime=deadline.left()),
-                target.host,
+
+@attrs.define
+class _StreamConnection:
+    """Performs the steps of one fetch on asyncio streams, each bounded by the deadline."""
+
+    settings: _Settings
+    resolver: AsyncDNSResolver | None
+    deadline: Deadline
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def perform(self, step: _Step) -> object:
+        if isinstance(step, _LookupAddresses):
+            if self.resolver is not None:
+                return await self.resolver.lookup_addresses(
+                    step.host, lifetime=self.deadline.left()
+                )
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                step.host, step.port, type=socket.SOCK_STREAM
             )
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                return FetchFailed(FetchFailure.DNS_ERROR, f"{target.host}: {exc}")
-            found = [str(info[4][0]) for info in infos]
-        if isinstance(found, FetchFailed):
-            return found
-        blocked = _check_private(self._settings, target.host, found)
-        if blocked is not None:
-            return blocked
-        return [(address, target.port) for address in dict.fromkeys(found)]
-
-    async def _fetch(self, request: FetchPolicy, progress: list[str]) -> HTTPResponse | FetchFailed:
-        deadline = _Deadline(request.timeout)
-        target = _target(request)
-        proxy = self._settings.proxy
-        endpoints = [proxy] if proxy else await self._endpoints(target, deadline)
-        if isinstance(endpoints, FetchFailed):
-            return endpoints
-        errors: list[str] = []
-        for address, port in endpoints:
-            try:
-                if proxy:
-                    reader, writer = await asyncio.open_connection(address, port, limit=_READ_SIZE)
-                else:
-                    reader, writer = await asyncio.open_connection(
-                        address,
-                        port,
-                        ssl=self._settings.ssl_context,
-                        server_hostname=target.host,  # STS-FETCH-04: SNI is the policy host
-                        ssl_handshake_timeout=deadline.left(),
-                        limit=_READ_SIZE,
-                    )
-            except ssl.SSLError as exc:
-                return _tls_failure(exc)
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                errors.append(f"{address}:{port}: {exc}")
-                continue
-            try:
-                if proxy:
-                    progress.append("proxy CONNECT")
-                    refused = await self._tunnel(reader, writer, target, deadline)
-                    if refused is not None:
-                        return refused
-                transport_ssl = writer.get_extra_info("ssl_object")
-                revoked = _revoked(
-                    self._settings, target.host, transport_ssl.getpeercert(binary_form=True)
-                )
-                if revoked is not None:
-                    return revoked
-                progress.append("request")
-                return await _exchange(request, target, reader, writer, progress)
-            except ssl.SSLError as exc:
-                return _tls_failure(exc)
-            except (h11.ProtocolError, ValueError, asyncio.LimitOverrunError) as exc:
-                return FetchFailed(
-                    FetchFailure.PROTOCOL_ERROR, f"{progress[-1]}: {type(exc).__name__}: {exc}"
-                )
-            except TimeoutError:
-                raise
-            except OSError as exc:
-                return FetchFailed(FetchFailure.CONNECT_ERROR, f"{progress[-1]}: {exc}")
-            finally:
-                writer.transport.abort()
-        return FetchFailed(FetchFailure.CONNECT_ERROR, "; ".join(errors))
-
-    async def _tunnel(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        target: _Target,
-        deadline: _Deadline,
-    ) -> FetchFailed | None:
-        authority, request = _connect_request(target, self._settings)
-        writer.write(request)
-        await writer.drain()
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            raise ValueError("proxy closed the connection") from None
-        refused = _connect_reply(head, authority)
-        if refused is None:
+            return [str(info[4][0]) for info in infos]
+        if isinstance(step, _Connect):
+            self.streams = await asyncio.wait_for(
+                asyncio.open_connection(step.address, step.port, limit=_READ_SIZE),
+                self.deadline.left(),
+            )
+            return None
+        assert self.streams is not None  # _fetch connects first
+        reader, writer = self.streams
+        if isinstance(step, _StartTLS):
             await writer.start_tls(
-                self._settings.ssl_context,
-                server_hostname=target.host,
-                ssl_handshake_timeout=deadline.left(),
+                self.settings.ssl_context,
+                server_hostname=step.host,  # STS-FETCH-04: SNI is the policy host
+                ssl_handshake_timeout=self.deadline.left(),
             )
-        return refused
+            return writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        return await perform_on_stream(reader, writer, self.deadline)(step)
 
-
-async def _exchange(
-    request: FetchPolicy,
-    target: _Target,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    progress: list[str],
-) -> HTTPResponse | FetchFailed:
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
-    writer.write(
-        conn.send(
-            h11.Request(method="GET", target=target.path, headers=_request_headers(request, target))
-        )
-        + conn.send(h11.EndOfMessage())
-    )
-    await writer.drain()
-    progress.append("response headers")
-    response: h11.Response | None = None
-    sink: _BodySink | None = None
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await reader.read(_READ_SIZE)
-            conn.receive_data(data)
-            continue
-        if isinstance(event, h11.InformationalResponse):
-            continue
-        if isinstance(event, h11.Response):
-            response = event
-            content_type = _header(event.headers, b"content-type")
-            headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers)
-            if not _body_wanted(request, event.status_code, content_type):
-                return HTTPResponse(event.status_code, content_type, b"", headers)
-            length = _header(event.headers, b"content-length")
-            if length is not None and length.isdigit() and int(length) > request.max_bytes:
-                return _too_large(request)
-            sink = _BodySink(request.max_bytes, _header(event.headers, b"content-encoding"))
-            progress.append("body")
-            continue
-        if isinstance(event, h11.Data):
-            assert sink is not None  # h11 sends Response first
-            try:
-                sink.feed(bytes(event.data))
-            except _TooLargeError:
-                return _too_large(request)
-            continue
-        if isinstance(event, h11.EndOfMessage):
-            assert response is not None
-            assert sink is not None
-            return HTTPResponse(
-                response.status_code,
-                _header(response.headers, b"content-type"),
-                sink.result(),
-                tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers),
-            )
-        # ConnectionClosed before the end of the message.
-        raise ValueError("connection closed before the response was complete")
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].transport.abort()

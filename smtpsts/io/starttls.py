@@ -7,31 +7,54 @@ report what the core needs as a :class:`STARTTLSProbe`: was STARTTLS offered,
 did the handshake succeed, the peer chain, the TLS version and cipher, or
 the failure with its TLS-RPT result type (RFC 8460 §4.3.1).
 
-Every step (connect, greeting, EHLO, STARTTLS, handshake) waits at most until
-one overall deadline; a server that stalls anywhere, even mid-handshake,
-costs at most ``timeout`` seconds. Replies are read by :class:`ReplyReader`,
-a small sans-I/O parser with caps on the line length and the number of lines
-(RFC 5321 §4.5.3.1.5), shared by both drivers. :mod:`smtplib` is not used:
-its reply reader has no cap on the number of lines and its timeouts apply per
-socket call, not per exchange.
+The conversation is :func:`smtpsts.smtp.starttls_session` (sans I/O, with
+the reply caps of RFC 5321 §4.5.3.1.5); the two functions here run it over
+a blocking socket or asyncio streams (:mod:`smtpsts.io._smtpio`). Every step
+(connect, greeting, EHLO, STARTTLS, handshake) waits at most until one
+overall deadline; a server that stalls anywhere, even mid-handshake, costs
+at most ``timeout`` seconds. :mod:`smtplib` is not used: its reply reader
+has no cap on the number of lines and its timeouts apply per socket call,
+not per exchange.
+
+A probe that fails because this host ran out of descriptors, buffers or
+memory raises :class:`~smtpsts.LocalResourceError` instead of returning a
+failed probe: that is no verdict on the server (issue 17).
+
+:class:`~smtpsts.smtp.Reply`, :class:`~smtpsts.smtp.ReplyReader` and
+:class:`~smtpsts.exceptions.SMTPReplyError` live in :mod:`smtpsts.smtp` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 import ssl
 import time
-from typing import Any
 
 import attrs
 from cryptography import x509
 
 from smtpsts._names import to_alabel
 from smtpsts._vocab import ResultType
+from smtpsts.io._drive import adrive, drive
 from smtpsts.io._resolver import is_address
-from smtpsts.io.tls import classify_tls_error, opportunistic_context, peer_chain
+from smtpsts.io._smtpio import (
+    AnyConnection,
+    AsyncSMTPConnection,
+    BlockingSMTPConnection,
+    raise_local_fault,
+)
+from smtpsts.io.tls import opportunistic_context
+from smtpsts.smtp import (
+    MAX_LINE_LENGTH,
+    MAX_LINES,
+    Reply,
+    ReplyReader,
+    SessionReport,
+    SMTPReplyError,
+    TLSUpgraded,
+    starttls_session,
+)
 
 __all__ = [
     "MAX_LINES",
@@ -43,110 +66,6 @@ __all__ = [
     "aprobe_starttls",
     "probe_starttls",
 ]
-
-MAX_LINE_LENGTH = 2048
-"""Longest reply line accepted, CRLF included (RFC 5321 §4.5.3.1.5: 512; some servers exceed it)."""
-
-MAX_LINES = 100
-"""Most lines one reply may have (an EHLO reply has a line per extension)."""
-
-_CHUNK = 4096
-
-
-class SMTPReplyError(Exception):
-    """
-    A server reply that does not fit RFC 5321 §4.2 (or exceeds a cap).
-
-    Attributes:
-        detail: What was wrong.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@attrs.frozen
-class Reply:
-    """
-    One SMTP reply (RFC 5321 §4.2).
-
-    Attributes:
-        code: The three-digit reply code.
-        lines: The text of each line, after the code and separator.
-    """
-
-    code: int
-    lines: tuple[str, ...]
-
-
-class ReplyReader:
-    """
-    Sans-I/O reader of SMTP replies: feed bytes, take complete replies.
-
-    Args:
-        max_line: Longest line accepted, line ending included.
-        max_lines: Most lines per reply.
-    """
-
-    def __init__(self, *, max_line: int = MAX_LINE_LENGTH, max_lines: int = MAX_LINES) -> None:
-        self._buffer = bytearray()
-        self._lines: list[str] = []
-        self._code: int | None = None
-        self._max_line = max_line
-        self._max_lines = max_lines
-
-    @property
-    def pending(self) -> bytes:
-        """Bytes received but not part of a complete reply yet."""
-        return bytes(self._buffer)
-
-    def feed(self, data: bytes) -> None:
-        """
-        Add received bytes.
-
-        Args:
-            data: What the socket returned.
-        """
-        self._buffer += data
-
-    def next_reply(self) -> Reply | None:
-        """
-        Take the next complete reply, if the buffered bytes hold one.
-
-        Returns:
-            The reply, or ``None`` when more bytes are needed.
-
-        Raises:
-            SMTPReplyError: A line is too long or malformed, the codes of a
-                multi-line reply differ, or the reply has too many lines.
-        """
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if len(self._buffer) > self._max_line:
-                    raise SMTPReplyError(f"reply line longer than {self._max_line} octets")
-                return None
-            if end + 1 > self._max_line:
-                raise SMTPReplyError(f"reply line longer than {self._max_line} octets")
-            raw = bytes(self._buffer[:end]).removesuffix(b"\r")
-            del self._buffer[: end + 1]
-            # RFC 5321 §4.2: Reply-code [ ("-" / SP) textstring ] CRLF
-            head, sep, text = raw[:3], raw[3:4], raw[4:]
-            if not (len(head) == 3 and head.isdigit() and sep in (b"", b" ", b"-")):
-                raise SMTPReplyError(f"malformed reply line {raw[:80]!r}")
-            code = int(head)
-            if self._code is not None and code != self._code:
-                raise SMTPReplyError(f"reply code changed from {self._code} to {code}")
-            self._code = code
-            self._lines.append(text.decode("utf-8", "replace"))
-            if sep == b"-":
-                if len(self._lines) >= self._max_lines:
-                    raise SMTPReplyError(f"reply longer than {self._max_lines} lines")
-                continue
-            reply = Reply(code, tuple(self._lines))
-            self._lines, self._code = [], None
-            return reply
 
 
 @attrs.frozen
@@ -208,25 +127,11 @@ class STARTTLSProbe:
     elapsed: float = 0.0
 
 
-class _ProbeFailedError(Exception):
-    """Ends a probe early with a failure (internal)."""
-
-    def __init__(
-        self, step: str, reason: str, error: str, result_type: ResultType | None = None
-    ) -> None:
-        super().__init__(error)
-        self.step = step
-        self.reason = reason
-        self.error = error
-        self.result_type = result_type
-
-
 class _Probe:
-    """The state and SMTP logic shared by the sync and asyncio drivers (no I/O)."""
+    """One probe's settings and clock (the conversation is in :mod:`smtpsts.smtp`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 -- the probe functions' arguments, in their order
         self,
-        *,
         host: str,
         port: int,
         connect_to: str | None,
@@ -247,127 +152,53 @@ class _Probe:
         # caller names another (DANE-30: the TLSA base domain).
         sni = server_name or self.host
         self.server_name = sni if is_address(sni) else to_alabel(sni)
-        self.helo_name = helo_name or socket.gethostname() or "localhost"
-        if any(c in self.helo_name for c in " \r\n"):
-            # RFC 5321 §4.1.1.1: EHLO takes one domain or address literal.
-            raise ValueError(f"invalid EHLO name {self.helo_name!r}")
         self.context = context if context is not None else opportunistic_context()
-        self.reader = ReplyReader()
-        self.fields: dict[str, Any] = {}
-        self.step = "connect"
-
-    def remaining(self) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
-    def check_greeting(self, reply: Reply) -> None:
-        if reply.code != 220:
-            raise _ProbeFailedError("greeting", f"smtp-greeting-{reply.code}", _said(reply))
-        self.fields["greeting"] = " ".join(reply.lines)
-
-    def ehlo_command(self) -> bytes:
-        self.step = "ehlo"
-        return f"EHLO {self.helo_name}\r\n".encode("ascii", "replace")
-
-    def check_ehlo(self, reply: Reply) -> None:
-        if reply.code != 250:
-            # Without EHLO there are no extensions, so no STARTTLS (RFC 3207 §4).
-            raise _ProbeFailedError(
-                "ehlo",
-                f"ehlo-rejected-{reply.code}",
-                _said(reply),
-                ResultType.STARTTLS_NOT_SUPPORTED,
-            )
-        first = reply.lines[0].split()
-        self.fields["ehlo_name"] = first[0] if first else ""
-        keywords = tuple(line.split()[0].upper() for line in reply.lines[1:] if line.split())
-        self.fields["extensions"] = keywords
-        offered = "STARTTLS" in keywords
-        self.fields["starttls_offered"] = offered
-        if not offered:
-            raise _ProbeFailedError(
-                "ehlo",
-                "starttls-not-offered",
-                "the EHLO reply does not list STARTTLS",
-                ResultType.STARTTLS_NOT_SUPPORTED,
-            )
-        self.step = "starttls"
-
-    def check_starttls(self, reply: Reply) -> None:
-        if reply.code != 220:
-            raise _ProbeFailedError(
-                "starttls",
-                f"starttls-refused-{reply.code}",
-                _said(reply),
-                ResultType.STARTTLS_NOT_SUPPORTED,
-            )
-        if self.reader.pending:
-            # RFC 3207 §5: nothing may follow the 220 in plaintext; data that
-            # does would be mistaken for TLS-protected (command injection).
-            raise _ProbeFailedError(
-                "starttls",
-                "data-after-starttls-reply",
-                "the server sent plaintext after its 220 reply to STARTTLS",
-                ResultType.VALIDATION_FAILURE,
-            )
-        self.step = "handshake"
-
-    def tls_done(self, tls: ssl.SSLSocket | ssl.SSLObject) -> None:
-        self.fields.update(
-            handshake_ok=True,
-            verified=self.context.verify_mode == ssl.CERT_REQUIRED,
-            tls_version=tls.version(),
-            cipher=(tls.cipher() or (None,))[0],
-            chain=peer_chain(tls),
-        )
-        self.step = "quit"
-
-    def failure(self, exc: BaseException) -> _ProbeFailedError:
-        step = self.step
-        if isinstance(exc, _ProbeFailedError):
-            return exc
-        if step == "handshake":
-            result_type, reason = classify_tls_error(exc)
-            error = f"timed out during {step}" if isinstance(exc, TimeoutError) else _describe(exc)
-            return _ProbeFailedError(step, reason, error, result_type)
-        if isinstance(exc, SMTPReplyError):
-            return _ProbeFailedError(step, "smtp-protocol-error", exc.detail)
-        if isinstance(exc, TimeoutError):
-            return _ProbeFailedError(step, f"io-timeout-during-{step}", f"timed out during {step}")
-        if isinstance(exc, EOFError):
-            return _ProbeFailedError(
-                step, f"connection-closed-during-{step}", f"connection closed during {step}"
-            )
-        return _ProbeFailedError(
-            step, f"{'connect' if step == 'connect' else 'io'}-error", _describe(exc)
+        # Raises ValueError for a name with white space (RFC 5321 §4.1.1.1).
+        self.conversation = starttls_session(
+            helo_name or socket.gethostname() or "localhost", self.server_name, say_quit=True
         )
 
-    def result(self, failed: _ProbeFailedError | None) -> STARTTLSProbe:
-        fields = dict(self.fields)
-        if failed is not None:
+    def connection(self, kind: type[AnyConnection]) -> AnyConnection:
+        """A connection of ``kind`` to the target, with the probe's deadline and context."""
+        return kind(self.target, self.port, deadline=self.deadline, context=self.context)
+
+    def result(self, report: SessionReport) -> STARTTLSProbe:
+        where = f"{self.host}:{self.port}"
+        if self.target != self.host:
+            where += f" ({self.target})"
+        raise_local_fault(report.failure, operation="STARTTLS probe", host=where)
+        fields: dict[str, object] = {}
+        if report.connected is not None:
+            fields.update(connected=True, address=report.connected.address)
+        if report.greeting is not None:
+            fields["greeting"] = " ".join(report.greeting.lines)
+        if isinstance(report.tls, TLSUpgraded):
+            tls = report.tls
             fields.update(
-                step=failed.step,
-                reason=failed.reason,
-                error=failed.error,
-                result_type=failed.result_type,
+                handshake_ok=True,
+                verified=tls.verified,
+                tls_version=tls.version,
+                cipher=tls.cipher,
+                chain=tls.chain,
+            )
+        failure = report.failure
+        if failure is not None:
+            fields.update(
+                step=failure.step.value,
+                reason=failure.reason,
+                error=failure.error,
+                result_type=failure.result_type,
             )
         return STARTTLSProbe(
             host=self.host,
             port=self.port,
             server_name=self.server_name,
+            ehlo_name=report.ehlo_name,
+            extensions=report.extensions,
+            starttls_offered=report.starttls_offered,
             elapsed=time.monotonic() - self.started,
-            **fields,
+            **fields,  # type: ignore[arg-type]
         )
-
-
-def _said(reply: Reply) -> str:
-    return f"{reply.code} {' '.join(reply.lines)}"[:300]
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
 
 
 def probe_starttls(
@@ -410,60 +241,16 @@ def probe_starttls(
         smtpsts.DomainNameError: ``host`` or ``server_name`` is not a valid
             host name.
         ValueError: ``helo_name`` contains white space or a line break.
+        smtpsts.LocalResourceError: This host ran out of descriptors,
+            buffers or memory (issue 17): no verdict on the server.
     """
-    probe = _Probe(
-        host=host,
-        port=port,
-        connect_to=connect_to,
-        timeout=timeout,
-        deadline=deadline,
-        helo_name=helo_name,
-        context=context,
-        server_name=server_name,
-    )
-    sock: socket.socket | None = None
-    failed: _ProbeFailedError | None = None
+    probe = _Probe(host, port, connect_to, timeout, deadline, helo_name, context, server_name)
+    connection = probe.connection(BlockingSMTPConnection)
     try:
-        sock = socket.create_connection((probe.target, port), timeout=probe.remaining())
-        probe.fields.update(connected=True, address=sock.getpeername()[0])
-        probe.step = "greeting"
-        probe.check_greeting(_read_reply(sock, probe))
-        sock.settimeout(probe.remaining())
-        sock.sendall(probe.ehlo_command())
-        probe.check_ehlo(_read_reply(sock, probe))
-        sock.settimeout(probe.remaining())
-        sock.sendall(b"STARTTLS\r\n")
-        probe.check_starttls(_read_reply(sock, probe))
-        sock.settimeout(probe.remaining())
-        # CPython bounds the whole handshake by the socket timeout (one
-        # deadline across its reads), so a stalling server cannot hold it.
-        tls = probe.context.wrap_socket(
-            sock, server_hostname=probe.server_name, do_handshake_on_connect=False
-        )
-        sock = tls
-        tls.do_handshake()
-        probe.tls_done(tls)
-        with contextlib.suppress(OSError):
-            tls.settimeout(min(probe.remaining(), 1.0))
-            tls.sendall(b"QUIT\r\n")
-    except (OSError, EOFError, SMTPReplyError, _ProbeFailedError) as e:
-        failed = probe.failure(e)
+        report = drive(probe.conversation, connection.perform)
     finally:
-        if sock is not None:
-            sock.close()
-    return probe.result(failed)
-
-
-def _read_reply(sock: socket.socket, probe: _Probe) -> Reply:
-    while True:
-        reply = probe.reader.next_reply()
-        if reply is not None:
-            return reply
-        sock.settimeout(probe.remaining())
-        data = sock.recv(_CHUNK)
-        if not data:
-            raise EOFError
-        probe.reader.feed(data)
+        connection.close()
+    return probe.result(report)
 
 
 async def aprobe_starttls(
@@ -480,70 +267,25 @@ async def aprobe_starttls(
     """
     Probe one SMTP server's STARTTLS (asyncio).
 
-    The arguments and the result are those of :func:`probe_starttls`.
+    The arguments, the result and the errors are those of :func:`probe_starttls`.
 
     Args:
-        host: The server's host name (and SNI unless ``server_name``).
+        host: The server's host name.
         port: The TCP port.
-        connect_to: The address to connect to instead of resolving ``host``.
+        connect_to: The address to connect to.
         timeout: Seconds for the whole probe.
-        deadline: An absolute :func:`time.monotonic` end time, if earlier.
-        helo_name: The name to send with EHLO.
-        context: The TLS context (default: no verification by OpenSSL).
-        server_name: The SNI to send instead of ``host``.
+        deadline: An absolute end time, if earlier.
+        helo_name: The EHLO name.
+        context: The TLS context.
+        server_name: The SNI.
 
     Returns:
-        The probe result; never raises for network or protocol problems.
-
-    Raises:
-        smtpsts.DomainNameError: ``host`` or ``server_name`` is not a valid
-            host name.
-        ValueError: ``helo_name`` contains white space or a line break.
+        The probe result.
     """
-    probe = _Probe(
-        host=host,
-        port=port,
-        connect_to=connect_to,
-        timeout=timeout,
-        deadline=deadline,
-        helo_name=helo_name,
-        context=context,
-        server_name=server_name,
-    )
-    writer: asyncio.StreamWriter | None = None
-    failed: _ProbeFailedError | None = None
+    probe = _Probe(host, port, connect_to, timeout, deadline, helo_name, context, server_name)
+    connection = probe.connection(AsyncSMTPConnection)
     try:
-        async with asyncio.timeout(probe.deadline - time.monotonic()):
-            reader, writer = await asyncio.open_connection(probe.target, port)
-            probe.fields.update(connected=True, address=writer.get_extra_info("peername")[0])
-            probe.step = "greeting"
-            probe.check_greeting(await _aread_reply(reader, probe))
-            writer.write(probe.ehlo_command())
-            await writer.drain()
-            probe.check_ehlo(await _aread_reply(reader, probe))
-            writer.write(b"STARTTLS\r\n")
-            await writer.drain()
-            probe.check_starttls(await _aread_reply(reader, probe))
-            await writer.start_tls(probe.context, server_hostname=probe.server_name)
-            probe.tls_done(writer.get_extra_info("ssl_object"))
-            writer.write(b"QUIT\r\n")
-    except (OSError, EOFError, SMTPReplyError, _ProbeFailedError) as e:
-        failed = probe.failure(e)
+        report = await adrive(probe.conversation, connection.perform)
     finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                async with asyncio.timeout(min(max(probe.deadline - time.monotonic(), 0), 1.0)):
-                    await writer.wait_closed()
-    return probe.result(failed)
-
-
-async def _aread_reply(reader: asyncio.StreamReader, probe: _Probe) -> Reply:
-    while True:
-        reply = probe.reader.next_reply()
-        if reply is not None:
-            return reply
-        data = await reader.read(_CHUNK)
-        if not data:
-            raise EOFError
-        probe.reader.feed(data)
+        await connection.close()
+    return probe.result(report)

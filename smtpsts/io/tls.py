@@ -8,7 +8,7 @@ Two ways to check an MX's certificate:
    :func:`smtpsts.certs.check_certificate` or :func:`smtpsts.dane.match_tlsa`.
    The full chain needs Python >= 3.13 (``get_unverified_chain``); on older
    versions CPython's private ``_sslobj.get_unverified_chain`` is used when
-   present, else only the leaf is available (DEPS.md, DESIGN.md "Layers").
+   present, else only the leaf is available (docs/architecture.md).
 2. **OpenSSL check**: handshake with :func:`pkix_context` built from the same
    trust store; a failure raises :class:`ssl.SSLCertVerificationError`,
    which :func:`classify_tls_error` maps through :data:`VERIFY_CODE_TABLE` to
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smtpsts._vocab import ResultType
 from smtpsts.certs import TrustStore
+from smtpsts.io._faults import raise_local_fault
 
 __all__ = [
     "ALERT_CODES",
@@ -143,7 +144,13 @@ def classify_tls_error(exc: BaseException) -> tuple[ResultType, str]:
         with reason ``io-timeout-during-handshake``,
         ``tls-remote-alert-NN``, ``tls-error-<openssl-reason>`` or
         ``io-error-during-handshake`` (CONFORMANCE §4.4).
+
+    Raises:
+        smtpsts.LocalResourceError: ``exc`` says this host ran out of
+            descriptors, buffers or memory: that is no TLS failure of the
+            server, and gets no result type (issue 17).
     """
+    raise_local_fault(exc, operation="TLS handshake")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return classify_verify_code(exc.verify_code)
     if isinstance(exc, TimeoutError):

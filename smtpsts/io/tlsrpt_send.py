@@ -32,8 +32,9 @@ The clock, the sleep and the random source are parameters.
 from __future__ import annotations
 
 import email.policy
+import errno
 import hashlib
-import http.client
+import ipaddress
 import logging
 import os
 import random
@@ -44,15 +45,18 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, Self
+from typing import Any, Final, Literal, Protocol, Self, TypeVar
 
 import attrs
+import h11
 
 from smtpsts._names import to_alabel
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
-from smtpsts.exceptions import UsageError
+from smtpsts.exceptions import LocalResourceError, UsageError
+from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
+from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.model import Report
 from smtpsts.tlsrpt.record import (
@@ -70,10 +74,12 @@ from smtpsts.tlsrpt.serialize import (
 )
 
 __all__ = [
+    "DEFAULT_HTTPS_TIMEOUT",
     "DEFAULT_INITIAL_BACKOFF",
     "DEFAULT_RETRY_PERIOD",
     "MAX_JITTER",
     "SIZE_WARNING",
+    "AddressLookup",
     "CollectionStore",
     "DKIMSigner",
     "DeliveryResult",
@@ -103,7 +109,13 @@ MAX_JITTER = timedelta(hours=4)
 SIZE_WARNING = 10 * 1024 * 1024
 """A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
 
-_RESPONSE_CAP = 64 * 1024
+DEFAULT_HTTPS_TIMEOUT = 30.0
+"""Seconds for one whole POST of a report, redirects included (issue 10)."""
+
+_RESPONSE_CAP = 64 * 1024  # response body bytes read at most
+_READ_SIZE = 16 * 1024
+_T = TypeVar("_T")
+_LOCAL_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _KEEPS_POST: Final = (307, 308)  # the redirects that keep the method and body
 
 TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
@@ -210,11 +222,215 @@ class DeliveryResult:
         uri: The ``rua`` URI.
         ok: Whether it accepted the report.
         detail: The HTTP status, the SMTP reply or the error, in words.
+        permanent: The endpoint can never take it: every address of its
+            host (or of a redirect target) is refused (issue 10).
+        local_fault: This host failed (out of descriptors, buffers or
+            memory): no verdict on the endpoint, the attempt is not counted.
     """
 
     uri: str
     ok: bool
     detail: str
+    permanent: bool = False
+    local_fault: bool = False
+
+
+class AddressLookup(Protocol):
+    """Looks up a host's addresses, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_addresses`."""
+
+    def __call__(
+        self, host: str, *, lifetime: float | None = None
+    ) -> AddressAnswer | DNSNotFound | DNSFailure:
+        """
+        Look up the addresses of a host.
+
+        Args:
+            host: The host name.
+            lifetime: Seconds the lookup may take.
+
+        Returns:
+            The addresses, or why there are none.
+        """
+        ...
+
+
+class _Deadline:
+    """One wall-clock deadline for a whole POST, redirects included (issue 10)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"the {self.seconds:g} s deadline passed")
+        return remaining
+
+
+@attrs.frozen
+class _Failure:
+    # Why one POST did not get a status; permanent: the target is refused.
+    detail: str
+    permanent: bool = False
+
+
+def _local_fault(exc: BaseException) -> LocalResourceError | None:
+    # Issue 10: running out of descriptors, buffers or memory is this host's
+    # fault, never a verdict on the endpoint. TLS errors carry OpenSSL codes
+    # in errno, and getaddrinfo its EAI_* codes, so both are told apart.
+    if isinstance(exc, LocalResourceError):
+        return exc
+    if isinstance(exc, ssl.SSLError):
+        return None
+    if isinstance(exc, socket.gaierror):
+        if exc.errno == socket.EAI_MEMORY:
+            return LocalResourceError(f"address lookup: {exc}", errno=errno.ENOMEM)
+        return None
+    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+        return LocalResourceError(
+            f"{errno.errorcode[exc.errno]}: {exc.strerror or exc}", errno=exc.errno
+        )
+    return None
+
+
+def _in_thread(work: Callable[[], _T], deadline: _Deadline) -> _T:
+    # getaddrinfo() has no timeout, and a resolver's lifetime is per query:
+    # wait for either in a daemon thread no longer than the deadline allows.
+    box: list[_T] = []
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="smtpsts-rua-lookup", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        raise LocalResourceError(f"cannot start a lookup thread: {exc}") from exc
+    thread.join(deadline.left())
+    if errors:
+        raise errors[0]
+    if not box:
+        raise TimeoutError(f"the {deadline.seconds:g} s deadline passed")
+    return box[0]
+
+
+def _lookup(
+    host: str, port: int, lookup: AddressLookup | None, deadline: _Deadline
+) -> list[str] | _Failure:
+    # The one resolution of a host in a POST: its answer is what is checked
+    # and what is connected to, so a rebinding DNS gets no second say.
+    if lookup is None:
+        try:
+            infos = _in_thread(
+                lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), deadline
+            )
+        except socket.gaierror as exc:
+            fault = _local_fault(exc)
+            if fault is not None:
+                raise fault from exc
+            return _Failure(f"{host}: {exc}")
+        return [str(info[4][0]) for info in infos]
+    answer = _in_thread(lambda: lookup(host, lifetime=deadline.left()), deadline)
+    if isinstance(answer, AddressAnswer):
+        return list(answer.addresses)
+    if isinstance(answer, DNSNotFound):
+        return _Failure(f"{host}: no such host")
+    return _Failure(f"{host}: address lookup failed: {getattr(answer, 'reason', answer)}")
+
+
+def _literal(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
+
+
+def _permitted(
+    host: str, addresses: Sequence[str], allow: Sequence[IPNetwork]
+) -> list[str] | _Failure:
+    # Issue 10 (SSRF): the recipient domain chooses the rua, so only public
+    # unicast addresses are contacted, plus what the operator allowed.
+    ok: list[str] = []
+    refused: list[str] = []
+    for address in dict.fromkeys(addresses):
+        why = None if in_networks(address, allow) else is_refused(address)
+        if why is None:
+            ok.append(address)
+        else:
+            refused.append(why)
+    if refused and ok:
+        log.warning("TLS-RPT: %s: skipping refused addresses (%s)", host, "; ".join(refused))
+    if ok:
+        return ok
+    if not refused:
+        return _Failure(f"{host}: no addresses")
+    named = "" if _literal(host) is not None else f" (addresses of {host})"
+    return _Failure("refused: " + "; ".join(refused) + named, permanent=True)
+
+
+def _open_connection(address: str, port: int, timeout: float) -> socket.socket:
+    # Only ever the checked address, as a numeric host: no lookup happens here.
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@attrs.define
+class _Route:
+    # Where the hosts of one POST (redirects included) were found and checked.
+    lookup: AddressLookup | None
+    allow: tuple[IPNetwork, ...]
+    connect_to: Mapping[tuple[str, int], tuple[str, int]]
+    deadline: _Deadline
+    found: dict[tuple[str, int], list[tuple[str, int]] | _Failure] = attrs.Factory(dict)
+
+    def endpoints(self, host: str, port: int) -> list[tuple[str, int]] | _Failure:
+        key = (host, port)
+        if key not in self.found:
+            name, to_port = self.connect_to.get(key, key)
+            literal = _literal(name)
+            addresses = (
+                [literal]
+                if literal is not None
+                else _lookup(name, to_port, self.lookup, self.deadline)
+            )
+            checked = (
+                addresses
+                if isinstance(addresses, _Failure)
+                else _permitted(name, addresses, self.allow)
+            )
+            self.found[key] = (
+                checked
+                if isinstance(checked, _Failure)
+                else [(address, to_port) for address in checked]
+            )
+        return self.found[key]
+
+    def connect(self, endpoints: Sequence[tuple[str, int]]) -> socket.socket:
+        error: OSError | None = None
+        for address, port in endpoints:
+            try:
+                return _open_connection(address, port, self.deadline.left())
+            except OSError as exc:
+                if isinstance(exc, TimeoutError) or _local_fault(exc) is not None:
+                    raise
+                error = exc  # refused or unreachable: the next checked address
+        assert error is not None  # endpoints is never empty
+        raise error
 
 
 def post_report(
@@ -222,12 +438,14 @@ def post_report(
     body: bytes,
     *,
     content_type: str = CONTENT_TYPE_GZIP,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_HTTPS_TIMEOUT,
     verify: bool = False,
     context: ssl.SSLContext | None = None,
     connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
     max_redirects: int = 0,
     user_agent: str = "smtpsts",
+    allow: Iterable[IPNetwork] = (),
+    lookup_addresses: AddressLookup | None = None,
 ) -> DeliveryResult:
     """
     POST a report to an ``https:`` ``rua`` (RFC 8460 §5.4).
@@ -240,8 +458,22 @@ def post_report(
     while ``301``, ``302`` and ``303`` stay failures. Certificate errors are
     logged and ignored unless ``verify`` is set (RPT-SEND-19, AMB-26): the
     POST is first tried with verification, and on a certificate error tried
-    again without it. The whole exchange, redirects included, has one
-    deadline.
+    again without it.
+
+    The ``rua`` is chosen by the recipient domain, so each host (the
+    ``rua``'s and every redirect target's) is resolved once and only public
+    unicast addresses are contacted: loopback, private, link-local, CGNAT,
+    multicast, reserved and documentation addresses, and IPv6 forms of such
+    IPv4 addresses, are refused unless ``allow`` holds them (see
+    ``smtpsts.io._addresses.is_refused``; issue 10). The connection goes
+    to an address that was checked, never through a second lookup; TLS
+    (SNI, certificate) and ``Host`` keep the host name. When every address
+    of a host is refused, the result is ``permanent``.
+
+    The whole exchange (address lookups, connects, TLS handshakes, request,
+    response head and body, redirects included) has one deadline of
+    ``timeout`` seconds, however slowly the server sends. At most 64 KiB of
+    the response body are read; its head is capped by :mod:`h11`.
 
     Args:
         url: The ``https:`` URI.
@@ -252,14 +484,25 @@ def post_report(
         context: The TLS context for verification (system trust by default).
         connect_to: ``{(host, port): (address, port)}``: connect elsewhere,
             keeping the host name for SNI, ``Host`` and verification (tests).
+            The address is checked like any other.
         max_redirects: How many ``307``/``308`` redirects to follow.
         user_agent: The ``User-Agent`` header.
+        allow: Networks that may be contacted although the address policy
+            refuses them (internal report endpoints, tests on loopback).
+        lookup_addresses: Resolves host names (e.g.
+            :meth:`smtpsts.io.dns.DNSResolver.lookup_addresses`);
+            :func:`socket.getaddrinfo` by default.
 
     Returns:
         The outcome (its ``uri`` is ``url``, also after redirects); never
-        raises for network or TLS errors.
+        raises for network, TLS or HTTP errors.
+
+    Raises:
+        smtpsts.LocalResourceError: This host ran out of descriptors,
+            buffers or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``,
+            ``ENOMEM``): no verdict on the endpoint.
     """
-    deadline = time.monotonic() + timeout
+    route = _Route(lookup_addresses, tuple(allow), dict(connect_to or {}), _Deadline(timeout))
     current = url
     hops = 0
     while True:
@@ -267,15 +510,16 @@ def post_report(
             current,
             body,
             content_type=content_type,
-            deadline=deadline,
+            route=route,
             verify=verify,
             context=context,
-            connect_to=connect_to,
             user_agent=user_agent,
         )
         where = "" if current == url else f" from {current}"
-        if isinstance(answer, str):
-            return DeliveryResult(url, ok=False, detail=answer + where)
+        if isinstance(answer, _Failure):
+            return DeliveryResult(
+                url, ok=False, detail=answer.detail + where, permanent=answer.permanent
+            )
         status, location = answer
         if status in _KEEPS_POST and location and hops < max_redirects:
             target = urllib.parse.urljoin(current, location)
@@ -297,104 +541,163 @@ def post_report(
         return DeliveryResult(url, ok=200 <= status < 300, detail=detail)
 
 
+def _describe(exc: Exception, deadline: _Deadline) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timeout: no answer within the {deadline.seconds:g} s deadline"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _post_to(
     url: str,
     body: bytes,
     *,
     content_type: str,
-    deadline: float,
+    route: _Route,
     verify: bool,
     context: ssl.SSLContext | None,
-    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None,
     user_agent: str,
-) -> tuple[int, str | None] | str:
+) -> tuple[int, str | None] | _Failure:
     # One POST: (status, Location) or what went wrong, in words.
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     try:
         port = parts.port or 443
     except ValueError:
-        return "invalid port"
+        return _Failure("invalid port")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    address = (connect_to or {}).get((host, port), (host, port))
-    verified = context or ssl.create_default_context()
+    name = f"[{host}]" if ":" in host else host  # RFC 9110 §7.2: IPv6 literal in brackets
     request: dict[str, Any] = {
         "host": host,
-        "port": port,
-        "address": address,
+        "authority": name if port == 443 else f"{name}:{port}",
         "target": target,
         "body": body,
         "content_type": content_type,
-        "deadline": deadline,
         "user_agent": user_agent,
     }
     try:
-        return _post_once(context=verified, **request)
+        endpoints = route.endpoints(host, port)
+    except OSError as exc:  # the lookup timed out or failed
+        fault = _local_fault(exc)
+        if fault is not None:
+            raise fault from exc
+        return _Failure(_describe(exc, route.deadline))
+    if isinstance(endpoints, _Failure):
+        return endpoints
+    verified = context or ssl.create_default_context()
+    try:
+        return _post_once(route, endpoints, context=verified, **request)
     except ssl.SSLCertVerificationError as exc:
         if verify:
-            return f"certificate error: {exc.verify_message}"
+            return _Failure(f"certificate error: {exc.verify_message}")
         log.warning(
             "TLS-RPT: %s: certificate error ignored (RFC 8460 §3): %s", url, exc.verify_message
         )
-    except (OSError, http.client.HTTPException) as exc:
-        return f"{type(exc).__name__}: {exc}"
+    except (OSError, h11.ProtocolError) as exc:
+        return _Failure(_describe(exc, route.deadline))
     unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
     try:
-        return _post_once(context=unverified, **request)
-    except (OSError, http.client.HTTPException) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("deadline reached")
-    return left
+        # The same checked addresses: no second lookup (issue 10).
+        return _post_once(route, endpoints, context=unverified, **request)
+    except (OSError, h11.ProtocolError) as exc:
+        return _Failure(_describe(exc, route.deadline))
 
 
 def _post_once(
+    route: _Route,
+    endpoints: Sequence[tuple[str, int]],
     *,
     host: str,
-    port: int,
-    address: tuple[str, int],
+    authority: str,
     target: str,
     body: bytes,
     content_type: str,
     context: ssl.SSLContext,
-    deadline: float,
     user_agent: str,
 ) -> tuple[int, str | None]:
-    raw = socket.create_connection(address, timeout=_remaining(deadline))
+    deadline = route.deadline
     try:
-        sock = context.wrap_socket(raw, server_hostname=host)
-    except BaseException:
-        raw.close()
+        raw = route.connect(endpoints)
+        try:
+            # The handshake as a whole waits at most for the time left.
+            raw.settimeout(deadline.left())
+            sock = context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        with sock:
+            return _exchange(
+                sock,
+                deadline,
+                headers=[
+                    ("Host", authority),
+                    ("Content-Type", content_type),
+                    ("Content-Length", str(len(body))),
+                    ("User-Agent", user_agent),
+                    ("Connection", "close"),
+                ],
+                target=target,
+                body=body,
+            )
+    except OSError as exc:
+        fault = _local_fault(exc)
+        if fault is not None:
+            raise fault from exc
         raise
-    conn = http.client.HTTPConnection(host, port, timeout=_remaining(deadline))
-    conn.sock = sock  # a pre-connected socket: http.client uses it as is
-    try:
-        name = f"[{host}]" if ":" in host else host  # RFC 9110 §7.2: IPv6 literal in brackets
-        authority = name if port == 443 else f"{name}:{port}"
-        conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", authority)
-        conn.putheader("Content-Type", content_type)
-        conn.putheader("Content-Length", str(len(body)))
-        conn.putheader("User-Agent", user_agent)
-        conn.putheader("Connection", "close")
-        conn.endheaders(body)
-        sock.settimeout(_remaining(deadline))
-        response = conn.getresponse()
-        sock.settimeout(_remaining(deadline))
-        response.read(_RESPONSE_CAP)  # the body is not used; read at most the cap
-        status = response.status
-        location = response.getheader("Location")
-    finally:
-        conn.close()
-    return status, location
+
+
+def _exchange(
+    sock: ssl.SSLSocket,
+    deadline: _Deadline,
+    *,
+    headers: list[tuple[str, str]],
+    target: str,
+    body: bytes,
+) -> tuple[int, str | None]:
+    # Every send and recv waits at most for the time left, so a server that
+    # drips a byte at a time cannot stretch the POST past its deadline.
+    conn = h11.Connection(h11.CLIENT)
+    data = b"".join(
+        conn.send(event) or b""
+        for event in (
+            h11.Request(method="POST", target=target, headers=headers),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        )
+    )
+    view = memoryview(data)
+    while view:
+        sock.settimeout(deadline.left())
+        view = view[sock.send(view[:_READ_SIZE]) :]
+    response: h11.Response | None = None
+    seen = 0
+    while seen <= _RESPONSE_CAP:
+        try:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                sock.settimeout(deadline.left())
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk and response is None:
+                    raise ConnectionError("the server closed the connection without a response")
+                conn.receive_data(chunk)
+                continue
+        except (OSError, h11.ProtocolError):
+            if response is None:
+                raise
+            break  # the status has come; the rest of the body does not matter
+        if isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            seen += len(event.data)
+        elif not isinstance(event, h11.InformationalResponse):
+            break  # EndOfMessage, ConnectionClosed
+    if response is None:  # pragma: no cover - h11 raises on a close before the response
+        raise ConnectionError("the server closed the connection without a response")
+    location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
+    return response.status_code, location
 
 
 class _STARTTLSFailedError(Exception):
@@ -773,9 +1076,12 @@ class SendSummary:
     Attributes:
         built: Reports built and queued.
         delivered: Report ids delivered.
-        dropped: Report ids dropped (no usable TLSRPT record or endpoint).
+        dropped: Report ids dropped (no usable TLSRPT record or endpoint,
+            or every endpoint refused by the address policy).
         retrying: Report ids that failed and will be tried again.
         failed: Report ids given up.
+        deferred: Report ids not delivered because of a local fault; kept,
+            the attempt not counted.
     """
 
     built: tuple[str, ...] = ()
@@ -783,10 +1089,15 @@ class SendSummary:
     dropped: tuple[str, ...] = ()
     retrying: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    deferred: tuple[str, ...] = ()
 
 
 def _mailbox_domain(address: str) -> str:
     return address.rpartition("@")[2]
+
+
+def _networks(values: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(value) for value in values)
 
 
 @attrs.define
@@ -814,19 +1125,27 @@ class ReportSender:
         compressed: gzip the reports (RPT-SEND-01).
         include_success_only: Also report days without failures (AMB-22).
         max_failure_details: Cap on distinct failure details per policy.
-        https_timeout: Seconds for one POST.
+        https_timeout: Seconds for one whole POST, redirects included.
         https_verify: Refuse ``https:`` endpoints whose certificate does not
             verify (default: log and ignore, AMB-26).
         https_context: TLS context for verifying them.
         https_max_redirects: Follow up to this many ``307``/``308``
             redirects of ``https:`` endpoints (default none, AMB-26).
         connect_to: ``{(host, port): (address, port)}`` overrides (tests).
-        initial_backoff: The first retry wait (RPT-SEND-20).
+        initial_backoff: The first retry wait (RPT-SEND-20), and the wait
+            after a local fault.
         retry_period: How long to retry after the first attempt.
         max_reports_per_destination: At most this many reports go to one
             ``rua`` endpoint per UTC day (SEC-11); the others wait as
             retries. ``None`` (the default): no cap. Each (day, policy
             domain) gives one report whatever the setting.
+        https_allow: Networks (or their text) that ``https:`` endpoints may
+            be at although the address policy refuses them, for internal
+            report collectors; empty by default: only public unicast
+            addresses are contacted (issue 10).
+        lookup_addresses: Resolves the hosts of ``https:`` endpoints (e.g.
+            ``DNSResolver().lookup_addresses``); :func:`socket.getaddrinfo`
+            by default.
 
     Raises:
         smtpsts.UsageError: ``contact_info`` or ``from_address`` is not an
@@ -845,7 +1164,7 @@ class ReportSender:
     compressed: bool = True
     include_success_only: bool = True
     max_failure_details: int = 1000
-    https_timeout: float = 60.0
+    https_timeout: float = DEFAULT_HTTPS_TIMEOUT
     https_verify: bool = False
     https_context: ssl.SSLContext | None = None
     https_max_redirects: int = 0
@@ -853,6 +1172,8 @@ class ReportSender:
     initial_backoff: timedelta = DEFAULT_INITIAL_BACKOFF
     retry_period: timedelta = DEFAULT_RETRY_PERIOD
     max_reports_per_destination: int | None = None
+    https_allow: tuple[IPNetwork, ...] = attrs.field(default=(), converter=_networks)
+    lookup_addresses: AddressLookup | None = None
 
     def __attrs_post_init__(self) -> None:
         submitter = to_alabel(_mailbox_domain(self.contact_info) or "-")
@@ -906,11 +1227,17 @@ class ReportSender:
                 (SEC-11).
 
         Returns:
-            ``("delivered" | "dropped" | "retry", results)``; for ``dropped``
-            and a DNS ``retry`` the single result says why.
+            ``("delivered" | "dropped" | "retry" | "deferred", results)``;
+            for a DNS ``retry`` and a ``dropped`` without record the single
+            result says why. ``dropped`` also when every endpoint is
+            refused by the address policy; ``deferred`` when none accepted
+            and one hit a local fault.
         """
         qname = f"_smtp._tls.{item.domain}."
-        answer = self.lookup_txt(qname)
+        try:
+            answer = self.lookup_txt(qname)
+        except LocalResourceError as exc:
+            return "deferred", [_deferred(qname, exc)]
         # RPT-REC-14: looked up at send time; a DNS failure is retried.
         if isinstance(answer, TXTFailure):
             return "retry", [DeliveryResult(qname, ok=False, detail=f"DNS: {answer.reason}")]
@@ -942,9 +1269,16 @@ class ReportSender:
             results.append(result)
             if result.ok and not self.send_to_all:
                 break
-        delivered = any(r.ok for r in results)
-        # RPT-SEND-16: delivered once at least one endpoint accepted it.
-        return ("delivered" if delivered else "retry"), results
+        if any(r.ok for r in results):
+            # RPT-SEND-16: delivered once at least one endpoint accepted it.
+            return "delivered", results
+        if any(r.local_fault for r in results):
+            # Issue 10: a local fault is no verdict on the endpoints.
+            return "deferred", results
+        if all(r.permanent for r in results):
+            # RPT-SEND-23: no usable endpoint is left (all refused, issue 10).
+            return "dropped", results
+        return "retry", results
 
     def _payload(self, report: Report) -> bytes:
         if self.compressed:
@@ -986,20 +1320,41 @@ class ReportSender:
                 data = self.signer.sign(data)
             self.submit(data, sender, endpoint.address)
         except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            fault = _local_fault(exc)
+            if fault is not None:
+                return _deferred(endpoint.uri, fault)
             return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
         return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
 
     def _post(self, item: OutboxItem, endpoint: HTTPSEndpoint) -> DeliveryResult:
-        return post_report(
-            endpoint.url,
-            self._payload(item.report),
-            content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
-            timeout=self.https_timeout,
-            verify=self.https_verify,
-            context=self.https_context,
-            connect_to=self.connect_to,
-            max_redirects=self.https_max_redirects,
-        )
+        try:
+            result = post_report(
+                endpoint.url,
+                self._payload(item.report),
+                content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
+                timeout=self.https_timeout,
+                verify=self.https_verify,
+                context=self.https_context,
+                connect_to=self.connect_to,
+                max_redirects=self.https_max_redirects,
+                allow=self.https_allow,
+                lookup_addresses=self.lookup_addresses,
+            )
+        except LocalResourceError as exc:
+            return _deferred(endpoint.url, exc)
+        if result.permanent:
+            log.warning(
+                "TLS-RPT: %s: %s; not retried (internal endpoints need https_allow)",
+                endpoint.url,
+                result.detail,
+            )
+        return result
+
+
+def _deferred(uri: str, fault: LocalResourceError) -> DeliveryResult:
+    # Issue 10: a local fault keeps the report queued and counts no attempt.
+    log.warning("TLS-RPT: %s: local fault, will try again: %s", uri, fault)
+    return DeliveryResult(uri, ok=False, detail=f"local fault: {fault}", local_fault=True)
 
 
 def send_due_reports(
@@ -1038,7 +1393,11 @@ def send_due_reports(
                 built.append(str(report.report_id))
             # Only after the report is safely queued (a crash re-queues the same id).
             store.mark_reported(day, domain, now)
-    delivered, dropped, retrying, failed = [], [], [], []
+    delivered: list[str] = []
+    dropped: list[str] = []
+    retrying: list[str] = []
+    failed: list[str] = []
+    deferred: list[str] = []
     cap = sender.max_reports_per_destination
     counts = outbox.delivered_counts(now) if cap is not None else {}
     for item in outbox.due(now):
@@ -1072,6 +1431,25 @@ def send_due_reports(
                 now=now,
             )
             dropped.append(item.report_id)
+        elif outcome == "deferred":
+            # Issue 10: a local fault says nothing about the endpoints: the
+            # attempt is not counted and the report waits the first backoff.
+            resume = now + sender.initial_backoff
+            log.warning(
+                "TLS-RPT: delivery of %s deferred by a local fault (%s); next try at %s",
+                item.report_id,
+                errors,
+                resume.isoformat(),
+            )
+            outbox.record(
+                item.report_id,
+                state="pending",
+                attempts=item.attempts,
+                next_attempt=resume,
+                error=errors,
+                now=now,
+            )
+            deferred.append(item.report_id)
         else:
             attempts = item.attempts + 1
             again = retry_at(
@@ -1105,7 +1483,12 @@ def send_due_reports(
                 now=now,
             )
     return SendSummary(
-        tuple(built), tuple(delivered), tuple(dropped), tuple(retrying), tuple(failed)
+        tuple(built),
+        tuple(delivered),
+        tuple(dropped),
+        tuple(retrying),
+        tuple(failed),
+        tuple(deferred),
     )
 
 

@@ -12,7 +12,7 @@ imported nor bundled.
 The collector counts a policy by the text of its JSON (the datagram's policy
 without ``failure-details``, ``t`` and ``f``, dumped again), so each policy
 must be serialised byte-identically every time, or identical policies split
-into separate rows (DEPS.md §6). :func:`datagram` writes a fixed key order,
+into separate rows (measured against tlsrpt-collectd). :func:`datagram` writes a fixed key order,
 the order libtlsrpt itself writes: ``policy-type``, ``policy-domain``,
 ``policy-string`` and ``mx-host`` (each left out when empty),
 ``failure-details``, ``t`` (the number of failure entries) and ``f`` (1 when

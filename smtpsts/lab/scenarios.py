@@ -18,6 +18,7 @@ output says so.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -230,25 +231,26 @@ class Lab:
             timeout=10.0,
         )
 
-    def instructions(self) -> str:
+    def instructions(self, state: str | None = None) -> str:
         """
-        How to point ``smtpsts check`` or another MTA at the running lab.
+        How to point ``smtpsts check``, ``smtpsts postfix serve`` or another MTA at the lab.
+
+        Args:
+            state: The state file ``smtpsts lab --keep-running`` wrote, if any.
 
         Returns:
-            Text for the terminal.
+            Text for the terminal (a dozen lines).
         """
-        connect = " ".join(
-            f"--connect-to {h}:{p}:{a}:{ap}" for (h, p), (a, ap) in sorted(self.connect_to.items())
-        )
-        mappings = "\n".join(
-            f"  {h}:{p} -> {a}:{ap}" for (h, p), (a, ap) in sorted(self.connect_to.items())
-        )
+        lab = f"--lab {state}" if state is not None else "--lab FILE"
         return (
-            f"nameserver: {self.dns.address} (UDP and TCP; AD bit set for dane.example)\n"
-            f"cafile: {self.cafile}\n"
-            f"connect-to mappings:\n{mappings}\n"
-            f"example:\n  smtpsts check enforce.example --nameserver {self.dns.address} "
-            f"--cafile {self.cafile} {connect}\n"
+            f"  smtpsts check enforce.example {lab}\n"
+            f"  smtpsts check dane.example {lab}\n"
+            f"  smtpsts postfix serve {lab} --cache memory   (listens on 127.0.0.1:8461)\n"
+            "    then: smtpsts postfix query enforce.example\n"
+            f"Another MTA or client: DNS {self.dns.address} (UDP, TCP; AD bit for dane.example)\n"
+            f"  CA {self.cafile}\n"
+            "  the SMTP and HTTPS servers are not on ports 25 and 443: the state file lists\n"
+            "  them as HOST:PORT:ADDR:PORT (curl's --connect-to).\n"
         )
 
 
@@ -343,6 +345,9 @@ def _tlsrpt_rua(lab: Lab) -> tuple[str, str]:
         context=pkix_context(lab.trust),
         connect_to=lab.connect_to,
         timeout=10.0,
+        # The lab's report endpoint is on loopback, which post_report refuses
+        # unless an operator allows it (issue 10: no SSRF through a rua).
+        allow=[ipaddress.ip_network("127.0.0.0/8")],
     )
     if not sent.ok:
         return "not received", sent.detail

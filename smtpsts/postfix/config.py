@@ -34,16 +34,20 @@ from typing import Any, Final
 import attrs
 
 from smtpsts.cache import PolicyConfig
+from smtpsts.exceptions import ConfigError
 from smtpsts.postfix.protocol import DaneAnswer, Zone
 
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_SQLITE_PATH",
+    "LOG_FORMATS",
     "ConfigError",
     "ServerConfig",
     "config_from_pmsr",
     "load_config",
+    "metrics_address",
     "pmsr_to_toml",
+    "split_address",
 ]
 
 DEFAULT_LISTEN: Final = "127.0.0.1:8461"
@@ -55,10 +59,6 @@ DEFAULT_SQLITE_PATH: Final = "/var/lib/smtpsts/policies.sqlite"
 BACKENDS: Final = ("memory", "sqlite", "redis")
 
 
-class ConfigError(ValueError):
-    """The configuration is not valid; the message names the key."""
-
-
 @attrs.frozen
 class ServerConfig:
     """
@@ -66,12 +66,25 @@ class ServerConfig:
 
     Attributes:
         listen: ``HOST:PORT`` (``[v6]:PORT`` for IPv6) or ``unix:PATH`` addresses.
-        unix_mode: Permission bits for unix sockets.
-        max_connections: Connections served at once; more are closed at once.
+        unix_mode: Permission bits for unix sockets (``0660``: the owner
+            and the socket's group, Postfix's).
+        unix_group: The group unix sockets are given (``None``: ``postfix``
+            when that group exists, else the socket keeps the server's group).
+        postfix_user: The user Postfix connects to unix sockets as; its
+            connections (and root's) may use slots kept in reserve for them
+            (``None``: ``postfix`` when that user exists).
+        max_connections: Connections served at once (also bounded by the
+            descriptors the process may open). When full, a new connection
+            evicts the one stalled inside a netstring longest, or idle
+            longest; with none of those it is closed at once.
+        max_connections_per_peer: Connections one non-loopback TCP peer
+            address may hold (``None``: half of the connection slots).
         max_pending: Requests of one connection being answered at once
             (pipelining); the connection is not read further meanwhile.
-        idle_timeout: Seconds a connection may stay silent (or inside one
-            netstring) before it is closed.
+        idle_timeout: Seconds a connection may stay silent between requests
+            before it is closed.
+        frame_timeout: Seconds a started netstring may take to arrive whole
+            (a stalled request) before the connection is closed.
         shutdown_timeout: Seconds running requests get on shutdown.
         cache_backend: ``memory``, ``sqlite`` or ``redis``.
         cache_path: The SQLite file.
@@ -98,13 +111,21 @@ class ServerConfig:
         policy: The policy machine's knobs.
         default_zone: The zone for unknown socketmap names.
         zones: The named zones (they inherit the default zone's settings).
+        metrics_listen: ``HOST:PORT`` (``[v6]:PORT``) to serve Prometheus
+            metrics on ``/metrics`` (``None``: off; needs the ``metrics``
+            extra; see :mod:`smtpsts.postfix.metrics`).
+        log_format: ``text`` or ``json`` (one JSON object per line).
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
-    unix_mode: int = 0o666
+    unix_mode: int = 0o660
+    unix_group: str | None = None
+    postfix_user: str | None = None
     max_connections: int = 1000
+    max_connections_per_peer: int | None = None
     max_pending: int = 128
     idle_timeout: float = 300.0
+    frame_timeout: float = 10.0
     shutdown_timeout: float = 10.0
     cache_backend: str = "sqlite"
     cache_path: str = DEFAULT_SQLITE_PATH
@@ -123,6 +144,8 @@ class ServerConfig:
     policy: PolicyConfig = attrs.field(factory=PolicyConfig)
     default_zone: Zone = attrs.field(factory=Zone)
     zones: tuple[Zone, ...] = ()
+    metrics_listen: str | None = None
+    log_format: str = "text"
 
     def zone(self, name: str) -> Zone:
         """
@@ -223,9 +246,13 @@ def _read(where: str, table: Mapping[str, Any], fields: _Fields) -> dict[str, An
 _SERVER: Final[_Fields] = {
     "listen": ("listen", _strings),
     "unix_mode": ("unix_mode", _mode),
+    "unix_group": ("unix_group", _str),
+    "postfix_user": ("postfix_user", _str),
     "max_connections": ("max_connections", _count),
+    "max_connections_per_peer": ("max_connections_per_peer", _count),
     "max_pending": ("max_pending", _count),
     "idle_timeout": ("idle_timeout", _positive),
+    "frame_timeout": ("frame_timeout", _positive),
     "shutdown_timeout": ("shutdown_timeout", _positive),
 }
 
@@ -285,7 +312,63 @@ _ZONE: Final[_Fields] = {
     "dane": ("dane", _dane),
     "temp_on_timeout": ("temp_on_timeout", _bool),
 }
-_SECTIONS: Final = ("server", "cache", "refresh", "resolver", "policy", "zones")
+
+
+def metrics_address(where: str, value: Any) -> str:
+    """
+    Check a ``HOST:PORT`` (or ``[v6]:PORT``) metrics address.
+
+    Args:
+        where: The setting's name, for the error.
+        value: The value given.
+
+    Returns:
+        The address, unchanged.
+
+    Raises:
+        ConfigError: It is not ``HOST:PORT`` with a port in 0..65535.
+    """
+    text = _str(where, value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: {text!r} is not HOST:PORT (a port 0..65535)")
+    return text
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """
+    Split a checked ``HOST:PORT`` / ``[v6]:PORT`` address.
+
+    Args:
+        text: An address :func:`metrics_address` accepted.
+
+    Returns:
+        The host (without brackets) and the port.
+    """
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _log_format(where: str, value: Any) -> str:
+    text = _str(where, value)
+    if text not in LOG_FORMATS:
+        raise ConfigError(f"{where}: {text!r} is not one of {', '.join(LOG_FORMATS)}")
+    return text
+
+
+LOG_FORMATS: Final = ("text", "json")
+_METRICS: Final[_Fields] = {"listen": ("metrics_listen", metrics_address)}
+_LOGGING: Final[_Fields] = {"format": ("log_format", _log_format)}
+_SECTIONS: Final = (
+    "server",
+    "cache",
+    "refresh",
+    "resolver",
+    "policy",
+    "zones",
+    "metrics",
+    "logging",
+)
 
 
 def load_config(text: str) -> ServerConfig:
@@ -314,6 +397,8 @@ def load_config(text: str) -> ServerConfig:
     settings |= _read("cache", _table("cache", document.get("cache", {})), _CACHE)
     settings |= _read("refresh", _table("refresh", document.get("refresh", {})), _REFRESH)
     settings |= _read("resolver", _table("resolver", document.get("resolver", {})), _RESOLVER)
+    settings |= _read("metrics", _table("metrics", document.get("metrics", {})), _METRICS)
+    settings |= _read("logging", _table("logging", document.get("logging", {})), _LOGGING)
     knobs = _read("policy", _table("policy", document.get("policy", {})), _POLICY)
     settings["policy"] = PolicyConfig(**knobs)
     zones = _table("zones", document.get("zones", {}))
@@ -414,7 +499,14 @@ def pmsr_to_toml(data: Mapping[str, Any]) -> str:
     if "path" in data:
         listen.append(f"unix:{data['path']}")
         if "mode" in data:
+            # An explicit mode is kept; without one ours applies (0660 and
+            # Postfix's group, where postfix-mta-sts-resolver had 0666).
             server.append(f'unix_mode = "{int(data["mode"]):o}"')
+        else:
+            notes.append(
+                "the unix socket gets mode 0660 and group postfix (postfix-mta-sts-resolver "
+                "used 0666); set [server] unix_mode / unix_group to change that"
+            )
     else:
         host = str(data.get("host", "127.0.0.1"))
         port = int(data.get("port", 8461))

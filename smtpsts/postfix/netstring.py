@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from smtpsts.exceptions import ParseError
+from smtpsts.exceptions import NetstringError
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -33,16 +33,6 @@ _MAX_DIGITS: Final = 10
 """Lengths with more digits than this are refused before they are read in full."""
 
 _COMMA: Final = ord(",")
-
-
-class NetstringError(ParseError):
-    """
-    A byte stream is not a sequence of well-formed netstrings.
-
-    ``reason`` is one of ``bad-length`` (not a decimal number before ``:``),
-    ``too-long`` (over the decoder's cap), ``missing-comma`` (no ``,`` after
-    the payload), ``truncated`` (the stream ended inside a netstring).
-    """
 
 
 def encode(payload: bytes) -> bytes:
@@ -64,8 +54,8 @@ class NetstringDecoder:
 
     Args:
         max_length: The largest payload accepted, in bytes; a longer one is
-            refused as soon as its length prefix is read, before any of its
-            payload is buffered.
+            refused as soon as the digits of its length prefix exceed it
+            (before the ``:`` arrives), before any of its payload is buffered.
 
     Attributes:
         max_length: The payload cap.
@@ -134,6 +124,14 @@ class NetstringDecoder:
                     error = self._fail(f"length {head!r} is not a number", "bad-length", 0)
                 elif len(head) > _MAX_DIGITS:
                     error = self._fail("length has too many digits", "too-long", 0)
+                elif int(head) > self.max_length:
+                    # More digits only make it longer: refuse before the colon
+                    # arrives, so a client cannot hold a slot on a prefix.
+                    error = self._fail(
+                        f"length {head.decode()}... is over the cap {self.max_length}",
+                        "too-long",
+                        0,
+                    )
                 break
             digits = buf[start:colon]
             if not digits.isdigit():

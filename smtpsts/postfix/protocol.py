@@ -19,7 +19,7 @@ answer (:func:`build_answer`):
   nothing cached): ``NOTFOUND ``, so Postfix's own default applies (RFC 8461
   §5: ``testing`` and no policy deliver as without MTA-STS);
 - ``TEMP`` only when the policy machine asks to defer (AMB-16, opt-in);
-- DANE first (RFC 8461 §2, DESIGN.md): when the destination has
+- DANE first (RFC 8461 §2; AMB-11 in docs/decisions.md): when the destination has
   DNSSEC-validated usable TLSA records, the answer is never an MTA-STS
   ``secure`` level but what :attr:`Zone.dane` says (``dane-only`` by
   default), so Postfix applies its own DANE.
@@ -36,7 +36,7 @@ import attrs
 
 from smtpsts._entry import PolicyOutcome
 from smtpsts._names import to_alabel
-from smtpsts.exceptions import DomainNameError, ParseError
+from smtpsts.exceptions import DomainNameError, RequestSyntaxError
 from smtpsts.policy import Mode, Policy
 
 __all__ = [
@@ -61,10 +61,6 @@ __all__ = [
 
 MAX_KEY_LENGTH: Final = 1024
 """The longest key accepted, in bytes; longer requests break the connection."""
-
-
-class RequestSyntaxError(ParseError):
-    """A socketmap request is not ``NAME KEY`` (not from a well-behaved Postfix)."""
 
 
 class AnswerKind(enum.StrEnum):
@@ -110,7 +106,7 @@ class DaneAnswer(enum.StrEnum):
     What to answer for a destination with DNSSEC-validated TLSA records.
 
     RFC 8461 §2: MTA-STS must not override DANE, and a Postfix answer can
-    carry only one security level, so DANE wins (DESIGN.md, AMB-11).
+    carry only one security level, so DANE wins (AMB-11 in docs/decisions.md).
     """
 
     DANE_ONLY = "dane-only"

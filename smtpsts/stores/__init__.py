@@ -5,13 +5,15 @@ Three backends share one contract and one serialisation (the versioned JSON
 document of :meth:`CacheEntry.to_json <smtpsts.cache.CacheEntry.to_json>`):
 
 - :class:`smtpsts.stores.memory.MemoryPolicyStore`: a dict, optionally
-  LRU-bounded; for libraries and tests.
+  bounded (a bound never evicts a live policy for other entries); for
+  libraries and tests.
 - :class:`smtpsts.stores.sqlite.SQLitePolicyStore`: stdlib :mod:`sqlite3`,
   WAL, safe for several processes; the embedded default for daemons, so the
   cache survives restarts (STS-CACHE-17).
 - :class:`smtpsts.stores.redis.RedisPolicyStore` (extra ``redis``): shared by
   a fleet, key TTL from the entry's expiry, compare-and-set writes, and a
-  local memory layer that keeps answering while Redis is down.
+  local memory layer that keeps answering while Redis is down and writes
+  live policies back when Redis has lost them.
 
 Writes that follow a lookup use :meth:`PolicyStore.replace`, a
 compare-and-set: the write goes through if the stored entry is still the one
@@ -19,6 +21,16 @@ the lookup started from; if another writer changed it meanwhile, the write is
 dropped when the stored entry holds a policy fetched later than the one being
 written (so a slower writer never replaces a newer policy), and goes through
 otherwise.
+
+Faults (issue 10): a store that cannot be read or written raises
+:class:`smtpsts.StoreError` (a :class:`~smtpsts.LocalFaultError`, with the
+backend's exception as ``__cause__``); so does a stored entry this smtpsts
+cannot read (another cache format during a rolling upgrade of a shared
+store, damage). Neither ever reads as "nothing cached", and an unreadable
+entry is never overwritten by :meth:`PolicyStore.put` or
+:meth:`PolicyStore.replace`; :meth:`PolicyStore.delete` removes it. Scans
+(:meth:`PolicyStore.entries`, :meth:`PolicyStore.due_for_refresh`) skip
+unreadable entries with one warning each rather than fail as a whole.
 
 Nothing here is imported by ``import smtpsts``.
 """
@@ -150,14 +162,23 @@ class PolicyStore(Protocol):
 
     def get(self, domain: str) -> CacheEntry | None:
         """
-        Return the stored entry for ``domain``, or ``None``.
+        Return the stored entry for ``domain``, or ``None`` when there is none.
 
-        A stored document that cannot be read (another version, damage) is
-        logged and treated as absent.
+        Raises:
+            StoreError: The store cannot be read, or the stored entry cannot
+                be read (another cache format, damage): the domain's state is
+                unknown, which is not "absent".
         """
 
     def put(self, entry: CacheEntry) -> None:
-        """Store ``entry`` unconditionally, replacing the domain's entry."""
+        """
+        Store ``entry`` unconditionally, replacing the domain's entry.
+
+        Raises:
+            StoreError: The store cannot be written, or holds an entry for the
+                domain that cannot be read (maybe a newer format); that entry
+                is not overwritten.
+        """
 
     def replace(self, domain: str, previous: CacheEntry | None, entry: CacheEntry | None) -> bool:
         """
@@ -165,21 +186,67 @@ class PolicyStore(Protocol):
 
         Returns:
             Whether the write went through (see the module documentation).
+
+        Raises:
+            StoreError: As for :meth:`put`; an unreadable stored entry is left
+                untouched.
         """
 
     def delete(self, domain: str) -> None:
-        """Remove the domain's entry, if any."""
+        """
+        Remove the domain's entry, if any, readable or not.
+
+        Raises:
+            StoreError: The store cannot be written.
+        """
 
     def due_for_refresh(
         self, now: datetime, interval: timedelta = DEFAULT_REFRESH_INTERVAL
     ) -> list[CacheEntry]:
-        """Return the entries whose policy should be fetched again (:func:`refresh_due`)."""
+        """
+        Return the entries whose policy should be fetched again (:func:`refresh_due`).
+
+        Unreadable entries are skipped with a warning each.
+
+        Raises:
+            StoreError: The store cannot be read at all.
+        """
 
     def entries(self) -> Iterable[CacheEntry]:
-        """Iterate over every readable entry."""
+        """
+        Iterate over every readable entry (unreadable ones: a warning each).
+
+        Raises:
+            StoreError: The store cannot be read at all.
+        """
 
     def close(self) -> None:
         """Release connections and files."""
+
+
+class _HasEntries(Protocol):
+    def entries(self) -> Iterable[CacheEntry]:
+        """Iterate over the store's readable entries."""
+
+
+class _RefreshFromEntries:
+    # A store whose due_for_refresh is a filter over its entries() (memory,
+    # Redis): the one place that filter is written.
+
+    def due_for_refresh(
+        self: _HasEntries, now: datetime, interval: timedelta = DEFAULT_REFRESH_INTERVAL
+    ) -> list[CacheEntry]:
+        """
+        Return the entries whose policy should be fetched again (STS-CACHE-10).
+
+        Args:
+            now: The current time.
+            interval: The refresh interval.
+
+        Returns:
+            The due entries of ``entries()`` (see :func:`refresh_due`).
+        """
+        return [e for e in self.entries() if refresh_due(e, now, interval)]
 
 
 @runtime_checkable
@@ -189,10 +256,10 @@ class AsyncPolicyStore(Protocol):
     """
 
     async def get(self, domain: str) -> CacheEntry | None:
-        """Return the stored entry for ``domain``, or ``None``."""
+        """Return the stored entry for ``domain``, or ``None``; see :meth:`PolicyStore.get`."""
 
     async def put(self, entry: CacheEntry) -> None:
-        """Store ``entry`` unconditionally."""
+        """Store ``entry`` unconditionally; see :meth:`PolicyStore.put`."""
 
     async def replace(
         self, domain: str, previous: CacheEntry | None, entry: CacheEntry | None

@@ -11,190 +11,177 @@ Redis being down must never cost a policy (RFC 8461 §10.2: an attacker who
 can cut the store off must not be able to downgrade delivery). Both stores
 keep a local :class:`~smtpsts.stores.memory.MemoryPolicyStore` layer: every
 entry read or written goes there too, and while Redis cannot be reached the
-store answers from it and logs a warning, rather than answering "nothing
-cached". When Redis answers again, the newer of the two entries wins.
+store answers from it and logs a warning. With nothing valid in the local
+layer, :meth:`~RedisPolicyStore.get` raises :class:`smtpsts.StoreError`:
+what the fleet knows is unknown, which is not "nothing cached" (issue 10).
+A document this smtpsts cannot read (another cache format during a rolling
+upgrade, damage) is handled the same way, and is never overwritten by
+:meth:`~RedisPolicyStore.put` or :meth:`~RedisPolicyStore.replace` (they
+raise :class:`~smtpsts.StoreError`); :meth:`~RedisPolicyStore.delete`
+removes it. Scans skip it with a warning.
+
+Repair (issue 17): Redis may come back empty (a restart without
+persistence, ``FLUSHDB``, a failover to a replica that lost writes). Live
+enforce and testing policies of the local layer are then written back,
+with compare-and-set, never over an entry fetched later:
+
+- :meth:`~RedisPolicyStore.get` writes the local policy back when Redis has
+  no entry for the domain or an older one;
+- after an outage the store writes back every live local policy, a
+  bounded batch (``REPAIR_BATCH``) after each successful operation;
+- :meth:`~RedisPolicyStore.entries` (so the refresh loop) lists the local
+  layer's live entries together with Redis's (the later fetch wins) and
+  writes back the local policies Redis lacks.
+
+Only enforce and testing policies are written back: they are what a lost
+entry would weaken. Losing a negative entry, a backoff marker or a mode
+``none`` entry costs one more DNS query or fetch, so they are not, and a
+retired mode ``none`` entry can never come back that way.
+
+Deletions on purpose (retiring a mode ``none`` policy, STS-CACHE-14; purging
+an unused entry, STS-CACHE-18; :meth:`~RedisPolicyStore.delete`) leave a
+tombstone in the key when they remove a live policy answer: a small
+document saying "entries fetched up to this time were deleted". It lives
+until the deleted entry would have expired, and at least
+``TOMBSTONE_MIN_TTL``. A process that meets it (on a lookup or a scan)
+drops its covered local copy instead of writing it back, so a peer that
+still holds the policy a domain went on to retire cannot resurrect it for
+the fleet. A policy fetched after the deletion is not covered and wins;
+real writes (:meth:`~RedisPolicyStore.put`, :meth:`~RedisPolicyStore.replace`)
+replace a tombstone like an absent entry. Older smtpsts versions read a
+tombstone as an unreadable document, which they treat as absent.
+
+What a fleet sharing one Redis can and cannot survive:
+
+- It survives Redis restarting empty, being flushed or failing over to a
+  replica that lost writes, as long as some running process still holds
+  the policy in its local layer: the first lookup, scan or post-outage
+  repair in that process puts it back, and the others read it from there.
+- It cannot recover a policy no running process holds: a process that
+  never learnt a domain, or that restarts after Redis lost it, knows
+  nothing, and the domain is looked up afresh (as on first contact). Run
+  Redis with persistence (AOF) and replicas that acknowledge writes if that
+  matters.
+- A peer whose local copy outlives a tombstone (one that neither looked
+  the domain up nor scanned while the tombstone lived) can still write the
+  deleted policy back; the deleting peers then delete it again on their
+  next refresh or purge.
+- While Redis is unreachable each process answers from its own local layer
+  (bounded: ``LOCAL_MAX_ENTRIES``, live policies kept first) and raises
+  :class:`~smtpsts.StoreError` for domains it does not know.
 
 ``redis`` is imported when this module is; ``import smtpsts`` never does.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, ClassVar, TypeVar
 
 import redis
 import redis.asyncio
 
-from smtpsts._names import to_alabel
-from smtpsts.cache import CacheEntry, CacheEntryFormatError
-from smtpsts.stores import DEFAULT_REFRESH_INTERVAL, decide_replace, refresh_due
-from smtpsts.stores.memory import MemoryPolicyStore
+from smtpsts.cache import CacheEntry
+from smtpsts.io._drive import adrive, drive
+from smtpsts.stores import DEFAULT_REFRESH_INTERVAL, _RefreshFromEntries, refresh_due
+from smtpsts.stores._redis_core import (
+    DEFAULT_PREFIX,
+    LOCAL_MAX_ENTRIES,
+    REPAIR_BATCH,
+    TOMBSTONE_MIN_TTL,
+    _Command,
+    _Conversation,
+    _plan_put,  # noqa: F401 -- importable from here for the compare-and-set tests
+    _RedisStoreCore,
+)
+from smtpsts.stores.memory import MemoryPolicyStore  # noqa: F401 -- the local layer, documented here
 
-__all__ = ["DEFAULT_PREFIX", "AsyncRedisPolicyStore", "RedisPolicyStore"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "LOCAL_MAX_ENTRIES",
+    "REPAIR_BATCH",
+    "TOMBSTONE_MIN_TTL",
+    "AsyncRedisPolicyStore",
+    "RedisPolicyStore",
+]
 
-log = logging.getLogger(__name__)
-
-DEFAULT_PREFIX: Final = "smtpsts:sts:"
-"""Key prefix; the key of ``example.com`` is ``smtpsts:sts:example.com``."""
-
-LOCAL_MAX_ENTRIES: Final = 100_000
-"""Bound of the default local layer."""
-
-_OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-_CAS_ATTEMPTS: Final = 10
-_SCAN_BATCH: Final = 500
-
-
-def _expire_at(entry: CacheEntry) -> int | None:
-    # The key lives as long as anything in the entry is valid.
-    times = [t for t in (entry.expires_at, entry.backoff_until, entry.negative_until) if t]
-    if not times:
-        return None
-    return int(max(times).timestamp()) + 1
-
-
-def _parse(key: str, raw: bytes | str | None) -> CacheEntry | None:
-    if raw is None:
-        return None
-    try:
-        return CacheEntry.from_json(raw)
-    except CacheEntryFormatError as exc:
-        log.warning("redis policy store: ignoring unreadable entry %s: %s", key, exc)
-        return None
+T = TypeVar("T")
 
 
-def _newer(remote: CacheEntry | None, local: CacheEntry | None) -> CacheEntry | None:
-    # After an outage the local layer may know a policy fetched later than
-    # Redis's copy (or one Redis never got): keep whichever was fetched last.
-    if (
-        local is not None
-        and local.fetched_at is not None
-        and (remote is None or remote.fetched_at is None or local.fetched_at > remote.fetched_at)
-    ):
-        return local
-    return remote
-
-
-class _Outage:
-    """Logs once when Redis goes away and once when it is back."""
-
-    def __init__(self) -> None:
-        self.down = False
-
-    def failed(self, operation: str, exc: Exception) -> None:
-        if not self.down:
-            log.warning(
-                "redis policy store unreachable (%s: %s); answering from the local layer",
-                operation,
-                exc,
-            )
-        self.down = True
-
-    def ok(self) -> None:
-        if self.down:
-            log.warning("redis policy store reachable again")
-        self.down = False
-
-
-class RedisPolicyStore:
+class RedisPolicyStore(_RefreshFromEntries, _RedisStoreCore):
     """
     Policy entries in Redis with a local memory layer (sync client).
 
     Args:
         client: A ``redis.Redis`` client (give it short socket timeouts; see
-            :meth:`from_url`).
+            ``from_url``).
         prefix: The key prefix.
-        local: The local layer (an LRU-bounded memory store by default).
+        local: The local layer (a bounded memory store by default, which
+            keeps live policies first).
+        repair_batch: Local policies written back per operation after an
+            outage.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        local: MemoryPolicyStore | None = None,
-    ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.local = (
-            local if local is not None else MemoryPolicyStore(max_entries=LOCAL_MAX_ENTRIES)
-        )
-        self._outage = _Outage()
+    _client_type: ClassVar[Any] = redis.Redis
+    client: redis.Redis
 
-    @classmethod
-    def from_url(cls, url: str, *, timeout: float = 1.0, **options: Any) -> RedisPolicyStore:
-        """
-        Connect to ``redis://host:port/db``.
+    def _drive(self, conversation: _Conversation[T]) -> T:
+        # One pipeline per operation, for its WATCH/MULTI.
+        with self.client.pipeline() as pipe:
 
-        Args:
-            url: The Redis URL.
-            timeout: Socket connect and read timeout in seconds.
-            **options: More :class:`RedisPolicyStore` arguments.
+            def perform(command: _Command) -> Any:
+                return command.call(pipe if command.on_pipeline else self.client)
 
-        Returns:
-            The store.
-        """
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, **options)
+            return drive(conversation, perform)
 
-    @property
-    def available(self) -> bool:
-        """Whether the last Redis operation succeeded."""
-        return not self._outage.down
-
-    def _key(self, domain: str) -> str:
-        return self.prefix + to_alabel(domain)
+    def _run(self, domain: str, plan: Any) -> bool:
+        # The compare-and-set alone (tests race it).
+        return self._drive(self._cas(domain, plan))
 
     def get(self, domain: str) -> CacheEntry | None:
         """
         Return the entry for ``domain``: Redis's, or the local layer's newer one.
+
+        A live local policy that Redis lacks (or holds an older fetch of) is
+        written back.
 
         Args:
             domain: The policy domain.
 
         Returns:
             The entry, or ``None``.
-        """
-        key = self._key(domain)
-        local = self.local.get(domain)
-        try:
-            raw = self.client.get(key)
-        except _OUTAGE as exc:
-            self._outage.failed("get", exc)
-            return local
-        self._outage.ok()
-        entry = _newer(_parse(key, raw), local)
-        if entry is not None and entry is not local:
-            self.local.put(entry)
-        return entry
 
-    def _set(self, target: redis.Redis | Any, entry: CacheEntry) -> None:
-        target.set(self.prefix + entry.domain, entry.to_json(), exat=_expire_at(entry))
+        Raises:
+            StoreError: Redis is unreachable, or holds a document this
+                smtpsts cannot read, and the local layer has nothing valid
+                for the domain.
+        """
+        return self._drive(self._get(domain))
 
     def put(self, entry: CacheEntry) -> None:
         """
         Store ``entry`` unconditionally (in Redis and the local layer).
 
+        While Redis is unreachable the entry goes to the local layer only
+        (and is written back after the outage if it is a live policy).
+
         Args:
             entry: The entry.
+
+        Raises:
+            StoreError: Redis holds a document for the domain that this
+                smtpsts cannot read (maybe a newer format); it is not
+                overwritten.
         """
-        self.local.put(entry)
-        if (_expire_at(entry) or float("inf")) <= time.time():
-            self.delete(entry.domain)
-            return
-        try:
-            self._set(self.client, entry)
-        except _OUTAGE as exc:
-            self._outage.failed("put", exc)
-        else:
-            self._outage.ok()
+        self._drive(self._put(entry))
 
     def replace(self, domain: str, previous: CacheEntry | None, entry: CacheEntry | None) -> bool:
         """
         Compare-and-set with WATCH/MULTI (see :mod:`smtpsts.stores`).
+
+        Removing a live policy answer leaves a tombstone (see the module
+        documentation).
 
         Args:
             domain: The policy domain.
@@ -204,293 +191,97 @@ class RedisPolicyStore:
         Returns:
             Whether the write went through (while Redis is down: into the
             local layer only).
-        """
-        key = self._key(domain)
-        try:
-            done = self._cas(key, previous, entry)
-        except _OUTAGE as exc:
-            self._outage.failed("replace", exc)
-            return self.local.replace(domain, previous, entry)
-        self._outage.ok()
-        if done:
-            if entry is None:
-                self.local.delete(domain)
-            else:
-                self.local.put(entry)
-        return done
 
-    def _cas(self, key: str, previous: CacheEntry | None, entry: CacheEntry | None) -> bool:
-        with self.client.pipeline() as pipe:
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    current = _parse(key, pipe.get(key))
-                    if not decide_replace(current, previous, entry):
-                        pipe.unwatch()
-                        return False
-                    pipe.multi()
-                    if entry is None or (_expire_at(entry) or float("inf")) <= time.time():
-                        pipe.delete(key)
-                    else:
-                        self._set(pipe, entry)
-                    pipe.execute()
-                except redis.WatchError:
-                    continue
-                else:
-                    return True
-        return False
+        Raises:
+            StoreError: Redis holds a document for the domain that this
+                smtpsts cannot read; it is left untouched.
+        """
+        return self._drive(self._replace(domain, previous, entry))
 
     def delete(self, domain: str) -> None:
         """
-        Remove the domain's entry from Redis and the local layer.
+        Remove the domain's entry, readable or not, from Redis and the local layer.
 
         Args:
             domain: The policy domain.
         """
-        self.local.delete(domain)
-        try:
-            self.client.delete(self._key(domain))
-        except _OUTAGE as exc:
-            self._outage.failed("delete", exc)
-        else:
-            self._outage.ok()
+        self._drive(self._delete(domain))
 
     def entries(self) -> Iterator[CacheEntry]:
         """
-        Iterate over every readable entry (the local layer's while Redis is down).
+        Iterate over every readable entry of Redis and the local layer.
+
+        Redis's entries and the local layer's live ones, the later fetch
+        winning; local policies Redis lacks are written back, local copies
+        a tombstone covers are dropped. Unreadable documents are skipped
+        with a warning each. While Redis is down: the local layer's.
 
         Returns:
             An iterator over the entries.
         """
-        try:
-            found: list[CacheEntry] = []
-            keys = list(self.client.scan_iter(match=self.prefix + "*", count=_SCAN_BATCH))
-            for start in range(0, len(keys), _SCAN_BATCH):
-                batch = keys[start : start + _SCAN_BATCH]
-                for key, raw in zip(batch, self.client.mget(batch), strict=True):
-                    entry = _parse(str(key), raw)
-                    if entry is not None:
-                        found.append(entry)
-        except _OUTAGE as exc:
-            self._outage.failed("scan", exc)
-            return self.local.entries()
-        self._outage.ok()
-        return iter(found)
-
-    def due_for_refresh(
-        self, now: datetime, interval: timedelta = DEFAULT_REFRESH_INTERVAL
-    ) -> list[CacheEntry]:
-        """
-        Return the entries whose policy should be fetched again.
-
-        Args:
-            now: The current time.
-            interval: The refresh interval.
-
-        Returns:
-            The due entries (see :func:`smtpsts.stores.refresh_due`).
-        """
-        return [e for e in self.entries() if refresh_due(e, now, interval)]
+        return iter(self._drive(self._entries()))
 
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
 
 
-class AsyncRedisPolicyStore:
+class AsyncRedisPolicyStore(_RedisStoreCore):
     """
     Policy entries in Redis with a local memory layer (``redis.asyncio`` client).
 
-    The behaviour is that of :class:`RedisPolicyStore`.
+    The behaviour, and each method's, is that of :class:`RedisPolicyStore`;
+    both run the same conversations.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client.
+        client: A ``redis.asyncio.Redis`` client (short socket timeouts).
         prefix: The key prefix.
-        local: The local layer (an LRU-bounded memory store by default).
+        local: The local layer (a bounded memory store by default, which
+            keeps live policies first).
+        repair_batch: Local policies written back per operation after an
+            outage.
     """
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        local: MemoryPolicyStore | None = None,
-    ) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.local = (
-            local if local is not None else MemoryPolicyStore(max_entries=LOCAL_MAX_ENTRIES)
-        )
-        self._outage = _Outage()
+    _client_type: ClassVar[Any] = redis.asyncio.Redis
+    client: redis.asyncio.Redis
 
-    @classmethod
-    def from_url(cls, url: str, *, timeout: float = 1.0, **options: Any) -> AsyncRedisPolicyStore:
-        """
-        Connect to ``redis://host:port/db``.
+    async def _drive(self, conversation: _Conversation[T]) -> T:
+        async with self.client.pipeline() as pipe:
 
-        Args:
-            url: The Redis URL.
-            timeout: Socket connect and read timeout in seconds.
-            **options: More :class:`AsyncRedisPolicyStore` arguments.
+            async def perform(command: _Command) -> Any:
+                return await command.call(pipe if command.on_pipeline else self.client)
 
-        Returns:
-            The store.
-        """
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        return cls(client, **options)
+            return await adrive(conversation, perform)
 
-    @property
-    def available(self) -> bool:
-        """Whether the last Redis operation succeeded."""
-        return not self._outage.down
-
-    def _key(self, domain: str) -> str:
-        return self.prefix + to_alabel(domain)
+    async def _run(self, domain: str, plan: Any) -> bool:
+        return await self._drive(self._cas(domain, plan))
 
     async def get(self, domain: str) -> CacheEntry | None:
-        """
-        Return the entry for ``domain``; see :meth:`RedisPolicyStore.get`.
-
-        Args:
-            domain: The policy domain.
-
-        Returns:
-            The entry, or ``None``.
-        """
-        key = self._key(domain)
-        local = self.local.get(domain)
-        try:
-            raw = await self.client.get(key)
-        except _OUTAGE as exc:
-            self._outage.failed("get", exc)
-            return local
-        self._outage.ok()
-        entry = _newer(_parse(key, raw), local)
-        if entry is not None and entry is not local:
-            self.local.put(entry)
-        return entry
+        """Return the entry for ``domain`` (:meth:`RedisPolicyStore.get`)."""
+        return await self._drive(self._get(domain))
 
     async def put(self, entry: CacheEntry) -> None:
-        """
-        Store ``entry`` unconditionally.
-
-        Args:
-            entry: The entry.
-        """
-        self.local.put(entry)
-        if (_expire_at(entry) or float("inf")) <= time.time():
-            await self.delete(entry.domain)
-            return
-        try:
-            await self.client.set(
-                self.prefix + entry.domain, entry.to_json(), exat=_expire_at(entry)
-            )
-        except _OUTAGE as exc:
-            self._outage.failed("put", exc)
-        else:
-            self._outage.ok()
+        """Store ``entry`` unconditionally (:meth:`RedisPolicyStore.put`)."""
+        await self._drive(self._put(entry))
 
     async def replace(
         self, domain: str, previous: CacheEntry | None, entry: CacheEntry | None
     ) -> bool:
-        """
-        Compare-and-set; see :meth:`RedisPolicyStore.replace`.
-
-        Args:
-            domain: The policy domain.
-            previous: The entry the writer read.
-            entry: The entry to store, ``None`` to delete.
-
-        Returns:
-            Whether the write went through.
-        """
-        key = self._key(domain)
-        try:
-            done = await self._cas(key, previous, entry)
-        except _OUTAGE as exc:
-            self._outage.failed("replace", exc)
-            return self.local.replace(domain, previous, entry)
-        self._outage.ok()
-        if done:
-            if entry is None:
-                self.local.delete(domain)
-            else:
-                self.local.put(entry)
-        return done
-
-    async def _cas(self, key: str, previous: CacheEntry | None, entry: CacheEntry | None) -> bool:
-        async with self.client.pipeline() as pipe:
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    await pipe.watch(key)
-                    current = _parse(key, await pipe.get(key))
-                    if not decide_replace(current, previous, entry):
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        return False
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    if entry is None or (_expire_at(entry) or float("inf")) <= time.time():
-                        pipe.delete(key)
-                    else:
-                        pipe.set(key, entry.to_json(), exat=_expire_at(entry))
-                    await pipe.execute()
-                except redis.WatchError:
-                    continue
-                else:
-                    return True
-        return False
+        """Compare-and-set (:meth:`RedisPolicyStore.replace`)."""
+        return await self._drive(self._replace(domain, previous, entry))
 
     async def delete(self, domain: str) -> None:
-        """
-        Remove the domain's entry from Redis and the local layer.
-
-        Args:
-            domain: The policy domain.
-        """
-        self.local.delete(domain)
-        try:
-            await self.client.delete(self._key(domain))
-        except _OUTAGE as exc:
-            self._outage.failed("delete", exc)
-        else:
-            self._outage.ok()
+        """Remove the domain's entry (:meth:`RedisPolicyStore.delete`)."""
+        await self._drive(self._delete(domain))
 
     async def entries(self) -> list[CacheEntry]:
-        """
-        Return every readable entry (the local layer's while Redis is down).
-
-        Returns:
-            The entries.
-        """
-        try:
-            keys = [k async for k in self.client.scan_iter(match=self.prefix + "*")]
-            found: list[CacheEntry] = []
-            for start in range(0, len(keys), _SCAN_BATCH):
-                batch = keys[start : start + _SCAN_BATCH]
-                for key, raw in zip(batch, await self.client.mget(batch), strict=True):
-                    entry = _parse(str(key), raw)
-                    if entry is not None:
-                        found.append(entry)
-        except _OUTAGE as exc:
-            self._outage.failed("scan", exc)
-            return list(self.local.entries())
-        self._outage.ok()
-        return found
+        """Every readable entry of Redis and the local layer (:meth:`RedisPolicyStore.entries`)."""
+        return await self._drive(self._entries())
 
     async def due_for_refresh(
         self, now: datetime, interval: timedelta = DEFAULT_REFRESH_INTERVAL
     ) -> list[CacheEntry]:
-        """
-        Return the entries whose policy should be fetched again.
-
-        Args:
-            now: The current time.
-            interval: The refresh interval.
-
-        Returns:
-            The due entries.
-        """
+        """The entries whose policy should be fetched again (:func:`smtpsts.stores.refresh_due`)."""
         return [e for e in await self.entries() if refresh_due(e, now, interval)]
 
     async def close(self) -> None:

@@ -8,10 +8,27 @@ busy timeout, and every write runs in ``BEGIN IMMEDIATE``, so several
 processes (for example several Postfix policy servers) can share one file.
 The schema version is kept in ``PRAGMA user_version``; opening a file applies
 the migrations it lacks and refuses a file from a newer smtpsts.
+
+Readers are never slowed by writers (issue 10): lookups read through a
+connection of their own, and in WAL mode a reader does not wait for another
+process's write lock, so :meth:`SQLitePolicyStore.get` answers in
+milliseconds even while a writer waits out the busy timeout.
+
+Faults are :class:`smtpsts.StoreError` (with the original
+:mod:`sqlite3` exception as ``__cause__``), never "nothing cached": a write
+lock held past the busy timeout, a read-only file, a disk I/O error, a
+corrupt file, and a row whose document this smtpsts cannot read (another
+cache format during a rolling upgrade, damage). An unreadable row is never
+overwritten by :meth:`~SQLitePolicyStore.put` or
+:meth:`~SQLitePolicyStore.replace`; :meth:`~SQLitePolicyStore.delete`
+removes it. Scans (:meth:`~SQLitePolicyStore.entries`,
+:meth:`~SQLitePolicyStore.due_for_refresh`) skip unreadable rows with a
+warning each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -22,7 +39,16 @@ from typing import Final, TypeVar
 
 from smtpsts._names import to_alabel
 from smtpsts.cache import CacheEntry, CacheEntryFormatError
+from smtpsts.exceptions import StoreError
 from smtpsts.stores import DEFAULT_REFRESH_INTERVAL, decide_replace, refresh_due
+from smtpsts.stores._sqlite import (
+    StoreVersionError,
+    connect,
+    faults,
+    migrate,
+    open_database,
+    transaction,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLitePolicyStore", "StoreVersionError"]
 
@@ -51,18 +77,6 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 """The schema version this smtpsts writes."""
 
 
-class StoreVersionError(RuntimeError):
-    """The store file was written by a newer smtpsts (its schema is unknown here)."""
-
-
-def _check_version(path: str, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise StoreVersionError(
-            f"{path}: schema version {version} is newer than this smtpsts"
-            f" ({SCHEMA_VERSION}); upgrade smtpsts or use another file"
-        )
-
-
 def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -73,7 +87,8 @@ class SQLitePolicyStore:
 
     Args:
         path: The database file (created if missing), or ``":memory:"``.
-        busy_timeout: Seconds to wait for another process's write lock.
+        busy_timeout: Seconds a write waits for another process's write lock
+            before it fails with :class:`~smtpsts.StoreError`.
 
     Raises:
         StoreVersionError: The file's schema is newer than this smtpsts.
@@ -83,53 +98,66 @@ class SQLitePolicyStore:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = open_database(self.path, busy_timeout)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except BaseException:
             self._conn.close()
             raise
+        # Lookups read through a connection of their own, so they never queue
+        # behind a write waiting for another process's lock (issue 10). An
+        # in-memory database exists once per connection: it has just one.
+        self._rlock = self._lock
+        self._rconn = self._conn
+        if self.path != ":memory:":
+            self._rlock = threading.Lock()
+            try:
+                self._rconn = self._connect(busy_timeout)
+                self._rconn.execute("PRAGMA query_only = ON")
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        return connect(self.path, busy_timeout)
 
     def _migrate(self) -> None:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-                _check_version(self.path, version)
-                for steps in MIGRATIONS[version:]:
-                    for statement in steps:
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            migrate(self._conn, self.path, MIGRATIONS)
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     @property
     def schema_version(self) -> int:
         """The file's schema version."""
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        with self._lock, self._faults("read the schema version"):
+            return self._version()
 
-    def _write(self, body: Callable[[], T]) -> T:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = body()
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            return result
+    def _faults(
+        self, operation: str, domain: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        # sqlite3 failures of the file or its locks become StoreError; a
+        # ProgrammingError (a closed store, say) is the caller's bug and stays.
+        return faults(f"sqlite policy store {self.path}", operation, domain)
 
-    def _read(self, key: str) -> CacheEntry | None:
-        row = self._conn.execute("SELECT doc FROM sts_policy WHERE domain = ?", (key,)).fetchone()
-        return None if row is None else _parse(key, row[0])
+    def _write(self, operation: str, domain: str | None, body: Callable[[], T]) -> T:
+        with self._lock, self._faults(operation, domain):
+            return transaction(self._conn, body)
+
+    def _read(self, conn: sqlite3.Connection, key: str) -> CacheEntry | None:
+        row = conn.execute("SELECT doc FROM sts_policy WHERE domain = ?", (key,)).fetchone()
+        return None if row is None else self._parse(key, row[0])
+
+    def _parse(self, domain: str, doc: str) -> CacheEntry:
+        try:
+            return CacheEntry.from_json(doc)
+        except CacheEntryFormatError as exc:
+            raise StoreError(
+                f"sqlite policy store {self.path}: the entry for {domain} cannot be read"
+                f" (another cache format or damage; it is left untouched): {exc}",
+                domain=domain,
+            ) from exc
 
     def _upsert(self, entry: CacheEntry) -> None:
         self._conn.execute(
@@ -145,15 +173,21 @@ class SQLitePolicyStore:
         """
         Return the entry for ``domain``, or ``None``.
 
+        Never waits for another process's write lock.
+
         Args:
             domain: The policy domain.
 
         Returns:
-            The entry; ``None`` also for a document that cannot be read (logged).
+            The entry, or ``None`` when there is none.
+
+        Raises:
+            StoreError: The file cannot be read (I/O error, corruption), or
+                the stored entry cannot be read.
         """
         key = to_alabel(domain)
-        with self._lock:
-            return self._read(key)
+        with self._rlock, self._faults("read", key):
+            return self._read(self._rconn, key)
 
     def put(self, entry: CacheEntry) -> None:
         """
@@ -161,8 +195,19 @@ class SQLitePolicyStore:
 
         Args:
             entry: The entry.
+
+        Raises:
+            StoreError: The write failed (lock held past the busy timeout,
+                read-only file, I/O error, corruption), or the stored entry
+                cannot be read: it may be newer than this smtpsts knows (a
+                rolling upgrade), so it is not overwritten.
         """
-        self._write(lambda: self._upsert(entry))
+
+        def body() -> None:
+            self._read(self._conn, entry.domain)  # raises for an unreadable entry
+            self._upsert(entry)
+
+        self._write("write", entry.domain, body)
 
     def replace(self, domain: str, previous: CacheEntry | None, entry: CacheEntry | None) -> bool:
         """
@@ -175,11 +220,15 @@ class SQLitePolicyStore:
 
         Returns:
             Whether the write went through.
+
+        Raises:
+            StoreError: As for :meth:`put`; an unreadable stored entry is
+                left untouched.
         """
         key = to_alabel(domain)
 
         def body() -> bool:
-            if not decide_replace(self._read(key), previous, entry):
+            if not decide_replace(self._read(self._conn, key), previous, entry):
                 return False
             if entry is None:
                 self._conn.execute("DELETE FROM sts_policy WHERE domain = ?", (key,))
@@ -187,17 +236,24 @@ class SQLitePolicyStore:
                 self._upsert(entry)
             return True
 
-        return self._write(body)
+        return self._write("replace", key, body)
 
     def delete(self, domain: str) -> None:
         """
-        Remove the domain's entry, if any.
+        Remove the domain's entry, if any, readable or not.
 
         Args:
             domain: The policy domain.
+
+        Raises:
+            StoreError: The write failed.
         """
         key = to_alabel(domain)
-        self._write(lambda: self._conn.execute("DELETE FROM sts_policy WHERE domain = ?", (key,)))
+        self._write(
+            "delete",
+            key,
+            lambda: self._conn.execute("DELETE FROM sts_policy WHERE domain = ?", (key,)),
+        )
 
     def due_for_refresh(
         self, now: datetime, interval: timedelta = DEFAULT_REFRESH_INTERVAL
@@ -210,36 +266,46 @@ class SQLitePolicyStore:
             interval: The refresh interval.
 
         Returns:
-            The due entries (see :func:`smtpsts.stores.refresh_due`).
+            The due entries (see :func:`smtpsts.stores.refresh_due`);
+            unreadable rows are skipped with a warning each.
+
+        Raises:
+            StoreError: The file cannot be read.
         """
-        with self._lock:
-            rows = self._conn.execute(
+        with self._rlock, self._faults("scan"):
+            rows = self._rconn.execute(
                 "SELECT domain, doc FROM sts_policy WHERE expires_at > ? ORDER BY expires_at",
                 (now.timestamp(),),
             ).fetchall()
-        entries = (_parse(domain, doc) for domain, doc in rows)
-        return [e for e in entries if e is not None and refresh_due(e, now, interval)]
+        return [e for e in self._readable(rows) if refresh_due(e, now, interval)]
 
     def entries(self) -> Iterator[CacheEntry]:
         """
         Iterate over every readable entry.
 
         Returns:
-            An iterator over a snapshot of the entries.
+            An iterator over a snapshot of the entries; unreadable rows are
+            skipped with a warning each.
+
+        Raises:
+            StoreError: The file cannot be read.
         """
-        with self._lock:
-            rows = self._conn.execute("SELECT domain, doc FROM sts_policy").fetchall()
-        return (e for e in (_parse(d, doc) for d, doc in rows) if e is not None)
+        with self._rlock, self._faults("scan"):
+            rows = self._rconn.execute("SELECT domain, doc FROM sts_policy").fetchall()
+        return iter(self._readable(rows))
+
+    def _readable(self, rows: list[tuple[str, str]]) -> list[CacheEntry]:
+        found = []
+        for domain, doc in rows:
+            try:
+                found.append(self._parse(domain, doc))
+            except StoreError as exc:
+                log.warning("%s; skipped", exc)
+        return found
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connections."""
+        with self._rlock:
+            self._rconn.close()
         with self._lock:
             self._conn.close()
-
-
-def _parse(domain: str, doc: str) -> CacheEntry | None:
-    try:
-        return CacheEntry.from_json(doc)
-    except CacheEntryFormatError as exc:
-        log.warning("policy store: ignoring unreadable entry for %s: %s", domain, exc)
-        return None

@@ -31,16 +31,21 @@ with the sync store.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from datetime import date, datetime
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
+
+import attrs
 
 from smtpsts._names import to_alabel
 from smtpsts.exceptions import UsageError
+from smtpsts.io._drive import adrive, drive
+from smtpsts.stores._tlsrpt_rows import aggregate_rows
 from smtpsts.tlsrpt.aggregate import Aggregator
-from smtpsts.tlsrpt.collect import Batch, CountRow, RowFormatError, fold
+from smtpsts.tlsrpt.collect import Batch, CountRow
 from smtpsts.tlsrpt.session import SessionResult
 
 __all__ = ["DEFAULT_PREFIX", "AsyncRedisTLSRPTStore", "RedisTLSRPTStore"]
@@ -84,7 +89,75 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-class RedisTLSRPTStore:
+@attrs.frozen
+class _AddBatch:
+    # Run the batch script once: its keys and arguments.
+    keys: list[str]
+    args: list[str | int]
+
+
+class _BatchWriter:
+    # The writing side both stores share: count in memory, then write the
+    # batch with one script run (a conversation yielding _AddBatch, run by
+    # drive() or adrive() with the client's registered script).
+
+    _client_module: ClassVar[str]
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        batch_size: int = 1000,
+        batch_ttl: int = 8 * _DAY_SECONDS,
+        keep_days: int = 7,
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        if isinstance(client, str):  # redis-py is optional: imported when a store is made
+            client = importlib.import_module(self._client_module).Redis.from_url(client)
+        self.client: Any = client
+        self.prefix = prefix
+        self.batch_size = batch_size
+        self.batch_ttl = batch_ttl
+        self.keep_days = keep_days
+        self._batch = Batch()
+        self._batch_id: str | None = None
+        self._add_script = self.client.register_script(_ADD_BATCH)
+        self._mark_script = self.client.register_script(_MARK)  # used by the reader
+
+    def _count(self, result: SessionResult, at: datetime, count: int) -> bool:
+        # Count a session; whether the batch is now full.
+        self._batch.add(result, at, count)
+        return self._batch.sessions >= self.batch_size
+
+    def _writing(self, rows: Iterable[CountRow], batch_id: str) -> Generator[_AddBatch, Any, bool]:
+        args: list[str | int] = [self.prefix, self.batch_ttl]
+        for row in rows:
+            args += [row.day.isoformat(), row.domain, row.key, row.count]
+        done = yield _AddBatch([f"{self.prefix}b:{batch_id}"], args)
+        if not done:
+            log.info("TLS-RPT store: batch %s was written before; skipped", batch_id)
+        return bool(done)
+
+    def _flushing(self, batch_id: str | None) -> Generator[_AddBatch, Any, bool]:
+        if not self._batch:
+            return False
+        # A failed flush keeps its id: if Redis did run the script but the
+        # reply was lost, the retry is recognised as a replay, not counted twice.
+        if batch_id is None:
+            batch_id = self._batch_id = self._batch_id or uuid.uuid4().hex
+        written = yield from self._writing(self._batch.rows(), batch_id)
+        self._batch.clear()
+        self._batch_id = None
+        return written
+
+    def _perform(self, command: _AddBatch) -> Any:
+        # The reply (sync client) or an awaitable of it (asyncio client).
+        return self._add_script(keys=command.keys, args=command.args)
+
+
+class RedisTLSRPTStore(_BatchWriter):
     """
     Per-day TLS-RPT session counts in Redis, added to atomically by many MTAs.
 
@@ -100,28 +173,7 @@ class RedisTLSRPTStore:
         ImportError: redis-py is not installed (``pip install smtpsts[redis]``).
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        batch_size: int = 1000,
-        batch_ttl: int = 8 * _DAY_SECONDS,
-        keep_days: int = 7,
-    ) -> None:
-        import redis  # noqa: PLC0415 - optional dependency, loaded on use
-
-        if batch_size < 1:
-            raise UsageError("batch_size must be at least 1")
-        self.client: Any = redis.Redis.from_url(client) if isinstance(client, str) else client
-        self.prefix = prefix
-        self.batch_size = batch_size
-        self.batch_ttl = batch_ttl
-        self.keep_days = keep_days
-        self._batch = Batch()
-        self._batch_id: str | None = None
-        self._add_script = self.client.register_script(_ADD_BATCH)
-        self._mark_script = self.client.register_script(_MARK)
+    _client_module: ClassVar[str] = "redis"
 
     # ------------------------------------------------------------------ writing
 
@@ -139,8 +191,7 @@ class RedisTLSRPTStore:
             redis.exceptions.RedisError: Redis failed while writing a full
                 batch (the batch is kept; the next write retries it).
         """
-        self._batch.add(result, at, count)
-        if self._batch.sessions >= self.batch_size:
+        if self._count(result, at, count):
             self.flush()
 
     def flush(self, batch_id: str | None = None) -> bool:
@@ -157,16 +208,7 @@ class RedisTLSRPTStore:
             redis.exceptions.RedisError: Redis failed; the batch is kept, with
                 its id, and written by the next flush.
         """
-        if not self._batch:
-            return False
-        # A failed flush keeps its id: if Redis did run the script but the
-        # reply was lost, the retry is recognised as a replay, not counted twice.
-        if batch_id is None:
-            batch_id = self._batch_id = self._batch_id or uuid.uuid4().hex
-        written = self.write_batch(self._batch.rows(), batch_id)
-        self._batch.clear()
-        self._batch_id = None
-        return written
+        return drive(self._flushing(batch_id), self._perform)
 
     def write_batch(self, rows: Iterable[CountRow], batch_id: str) -> bool:
         """
@@ -179,13 +221,7 @@ class RedisTLSRPTStore:
         Returns:
             ``True`` if written; ``False`` for a batch id seen before.
         """
-        args: list[str | int] = [self.prefix, self.batch_ttl]
-        for row in rows:
-            args += [row.day.isoformat(), row.domain, row.key, row.count]
-        done = self._add_script(keys=[f"{self.prefix}b:{batch_id}"], args=args)
-        if not done:
-            log.info("TLS-RPT store: batch %s was written before; skipped", batch_id)
-        return bool(done)
+        return drive(self._writing(rows, batch_id), self._perform)
 
     def has_batch(self, batch_id: str) -> bool:
         """
@@ -259,13 +295,9 @@ class RedisTLSRPTStore:
         Returns:
             The aggregator.
         """
-        agg = Aggregator(max_failure_details=max_failure_details)
-        for row in self.rows(day, domain):
-            try:
-                fold([(row.day, row.key, row.count)], agg)
-            except RowFormatError as exc:
-                log.warning("TLS-RPT store: skipping a row of %s %s: %s", day, row.domain, exc)
-        return agg
+        return aggregate_rows(
+            self.rows(day, domain), max_failure_details=max_failure_details, logger=log
+        )
 
     def pending(self, before: date) -> list[tuple[date, str]]:
         """
@@ -345,7 +377,7 @@ class RedisTLSRPTStore:
         self.close()
 
 
-class AsyncRedisTLSRPTStore:
+class AsyncRedisTLSRPTStore(_BatchWriter):
     """
     The writing side of :class:`RedisTLSRPTStore` for asyncio MTAs (``redis.asyncio``).
 
@@ -357,47 +389,25 @@ class AsyncRedisTLSRPTStore:
         prefix: Key prefix.
         batch_size: Sessions counted in memory before they are written.
         batch_ttl: Seconds a batch id is remembered.
+        keep_days: Accepted for the same settings as the sync store (its
+            reader expires the counts).
 
     Raises:
         ImportError: redis-py is not installed (``pip install smtpsts[redis]``).
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        batch_size: int = 1000,
-        batch_ttl: int = 8 * _DAY_SECONDS,
-    ) -> None:
-        import redis.asyncio  # noqa: PLC0415 - optional dependency, loaded on use
-
-        if batch_size < 1:
-            raise UsageError("batch_size must be at least 1")
-        self.client: Any = (
-            redis.asyncio.Redis.from_url(client) if isinstance(client, str) else client
-        )
-        self.prefix = prefix
-        self.batch_size = batch_size
-        self.batch_ttl = batch_ttl
-        self._batch = Batch()
-        self._batch_id: str | None = None
-        self._add_script = self.client.register_script(_ADD_BATCH)
+    _client_module: ClassVar[str] = "redis.asyncio"
 
     async def add(self, result: SessionResult, at: datetime, count: int = 1) -> None:
         """
-        Count a session result; writes the batch once it is full.
+        Count a session result; writes the batch once it is full (:meth:`RedisTLSRPTStore.add`).
 
         Args:
             result: What the session showed for one policy.
             at: When; an aware datetime (its UTC day files it, RPT-AGG-02).
             count: How many identical sessions it stands for.
-
-        Raises:
-            smtpsts.UsageError: ``at`` is naive.
         """
-        self._batch.add(result, at, count)
-        if self._batch.sessions >= self.batch_size:
+        if self._count(result, at, count):
             await self.flush()
 
     async def flush(self, batch_id: str | None = None) -> bool:
@@ -410,17 +420,7 @@ class AsyncRedisTLSRPTStore:
         Returns:
             Whether the batch was written.
         """
-        if not self._batch:
-            return False
-        if batch_id is None:
-            batch_id = self._batch_id = self._batch_id or uuid.uuid4().hex
-        args: list[str | int] = [self.prefix, self.batch_ttl]
-        for row in self._batch.rows():
-            args += [row.day.isoformat(), row.domain, row.key, row.count]
-        done = await self._add_script(keys=[f"{self.prefix}b:{batch_id}"], args=args)
-        self._batch.clear()
-        self._batch_id = None
-        return bool(done)
+        return await adrive(self._flushing(batch_id), self._perform)
 
     async def aclose(self) -> None:
         """Write what is counted (the client stays open; its owner closes it)."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable
@@ -40,6 +39,7 @@ from typing import Final, Self
 
 from smtpsts._names import to_alabel
 from smtpsts.exceptions import UsageError
+from smtpsts.stores._sqlite import migrate, open_database
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.collect import Batch, CountRow, RowFormatError, fold
 from smtpsts.tlsrpt.session import SessionResult
@@ -122,48 +122,23 @@ class SQLiteTLSRPTStore:
         batch_size: int = DEFAULT_BATCH_SIZE,
         busy_timeout: float = 5.0,
     ) -> None:
-        from smtpsts.stores.sqlite import StoreVersionError  # noqa: PLC0415 - shared error type
-
         if batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self._lock = threading.RLock()
         self._batch = Batch()
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = open_database(self.path, busy_timeout)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                # Own version table, not PRAGMA user_version: the file may
-                # also hold the policy store (smtpsts.stores.sqlite).
-                self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)"
-                )
-                row = self._conn.execute("SELECT max(version) FROM tlsrpt_schema").fetchone()
-                version = row[0] or 0
-                if version > SCHEMA_VERSION:
-                    msg = (
-                        f"{self.path}: TLS-RPT schema version {version} is newer than this"
-                        f" smtpsts ({SCHEMA_VERSION})"
-                    )
-                    raise StoreVersionError(msg)  # noqa: TRY301 - rolled back below
-                for steps in MIGRATIONS[version:]:
-                    for statement in steps:
-                        self._conn.execute(statement)
-                if version < SCHEMA_VERSION:
-                    self._conn.execute("DELETE FROM tlsrpt_schema")
-                    self._conn.execute(
-                        "INSERT INTO tlsrpt_schema (version) VALUES (?)", (SCHEMA_VERSION,)
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            # Own version table, not PRAGMA user_version: the file may also
+            # hold the policy store (smtpsts.stores.sqlite).
+            migrate(
+                self._conn,
+                self.path,
+                MIGRATIONS,
+                version_table="tlsrpt_schema",
+                label="TLS-RPT schema version",
+            )
         except BaseException:
             self._conn.close()
             raise

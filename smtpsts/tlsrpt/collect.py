@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from smtpsts._vocab import ResultType
-from smtpsts.exceptions import ParseError, UsageError
+from smtpsts.exceptions import RowFormatError, UsageError
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.session import PolicyInfo, SessionFailure, SessionResult
 
@@ -48,10 +48,6 @@ __all__ = [
 
 KEY_FORMAT = 1
 """Version of the :func:`result_key` encoding; the first item of every key."""
-
-
-class RowFormatError(ParseError):
-    """A stored result key cannot be read (written by a newer smtpsts, or damaged)."""
 
 
 def utc_day(at: datetime) -> date:
@@ -110,6 +106,14 @@ def _error(key: str, why: str) -> RowFormatError:
     return RowFormatError(f"unreadable stored result {key[:200]!r}: {why}", reason="bad-row")
 
 
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _optional_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
 def result_from_key(key: str) -> SessionResult:
     """
     The session result a :func:`result_key` stands for.
@@ -126,8 +130,9 @@ def result_from_key(key: str) -> SessionResult:
     """
     try:
         fields = json.loads(key)
-    except ValueError as exc:
-        raise _error(key, f"not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the interpreter's limit (issue 10 item 7).
+        raise _error(key, f"not JSON ({type(exc).__name__})") from None
     if not isinstance(fields, list) or len(fields) != 15 or fields[0] != KEY_FORMAT:
         raise _error(key, f"not a format-{KEY_FORMAT} key")
     (
@@ -147,6 +152,24 @@ def result_from_key(key: str) -> SessionResult:
         extras,
         rdomain,
     ) = fields
+    if not (_str_list(strings) and _str_list(mx)):
+        # result_key writes both as arrays of strings (issue 10 item 7: a null
+        # pattern used to escape as AttributeError).
+        raise _error(key, "policy strings and mx patterns must be arrays of strings")
+    texts = (rtype, sip, mxname, helo, rip, reason, info, rdomain)
+    if (
+        not _str_list([ptype, pdomain])
+        or not all(map(_optional_str, texts))
+        or not (
+            isinstance(extras, list)
+            and all(
+                isinstance(e, list) and len(e) == 2 and all(map(_optional_str, e)) for e in extras
+            )
+        )
+    ):
+        # Issue 10 item 7: a number for report_domain (or a null policy
+        # domain) escaped as AttributeError.
+        raise _error(key, "text fields must be strings (or null where optional)")
     try:
         policy = PolicyInfo(ptype, pdomain, tuple(strings), tuple(mx))
         return SessionResult(

@@ -574,6 +574,11 @@ class _Reader:
         if m is None:
             _fail(path, f"not an RFC 3339 date-time: {text[:40]!r}", ("RPT-JSON-03", "RPT-JSON-24"))
         year, month, day, hour, minute, second, fraction, _z, sign, oh, om = m.groups()
+        if year == "0000":
+            # RFC 3339 allows year 0000; Python's datetime (and every report store) starts at 1.
+            _fail(
+                path, f"year 0000 is not supported: {text[:40]!r}", ("RPT-JSON-03", "RPT-JSON-24")
+            )
         try:
             offset = timedelta(hours=int(oh), minutes=int(om)) if sign else timedelta()
             if offset >= timedelta(days=1):
@@ -589,10 +594,10 @@ class _Reader:
                 int((fraction or "0")[:6].ljust(6, "0")),
                 UTC,
             )
-        except ValueError as e:
+            # AMB-14: no offset means UTC; an offset is folded into UTC.
+            return value - offset if sign == "+" else value + offset
+        except (ValueError, OverflowError) as e:
             _fail(path, f"invalid date-time {text[:40]!r}: {e}", ("RPT-JSON-03", "RPT-JSON-24"))
-        # AMB-14: no offset means UTC; an offset is folded into UTC.
-        return value - offset if sign == "+" else value + offset
 
     def entry(self, value: Any, path: str) -> PolicyResult:
         obj = self.object(value, path)

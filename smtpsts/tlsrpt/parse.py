@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterable
 
 from smtpsts._names import to_alabel
-from smtpsts.exceptions import DomainNameError, ReportSyntaxError
+from smtpsts.exceptions import DomainNameError, ReportNotAuthenticatedError, ReportSyntaxError
 from smtpsts.tlsrpt.model import MAX_REPORT_SIZE, Report
 
 __all__ = [
@@ -161,10 +161,6 @@ def parse_report_message(data: bytes) -> Report:
     if not isinstance(body, bytes) or not body:  # pragma: no cover - leaf parts decode to bytes
         raise _error("the report part of the message is empty")
     return _decode_body(body)
-
-
-class ReportNotAuthenticatedError(ReportSyntaxError):
-    """A mailed report without a valid DKIM signature of its submitter (RFC 8460 §3)."""
 
 
 def _submitter(message: email.message.Message) -> str | None:

@@ -14,6 +14,7 @@ a host name) only decides whether that one endpoint is used (RPT-REC-08).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -52,6 +53,7 @@ _SPEC = _txt.TagSpec(
         extension=("RPT-REC-04",),
     ),
     what="TLSRPT record",
+    repeated=frozenset({"rua"}),
 )
 
 # RFC 3986 Appendix A, as one regular expression. Each repetition is bounded
@@ -122,18 +124,6 @@ def _check_rua(_: object, __: object, value: tuple[str, ...]) -> None:
     for uri in value:
         if "," in uri or ";" in uri or _match_uri(uri) is None:
             raise ValueError(f"{uri!r} is not an RFC 3986 URI without ',' and ';'")
-
-
-def _to_pairs(value: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((name, val) for name, val in value)
-
-
-def _check_extensions(_: object, __: object, value: tuple[tuple[str, str], ...]) -> None:
-    for name, val in value:
-        if name in _SPEC.reserved:
-            raise ValueError(f"{name!r} is a reserved key, not an extension")
-        if _txt.EXT_NAME.fullmatch(name) is None or _txt.EXT_VALUE.fullmatch(val) is None:
-            raise ValueError(f"{name}={val} is not a valid extension field")
 
 
 @attrs.frozen
@@ -287,7 +277,7 @@ class TLSRPTRecord:
 
     rua: tuple[str, ...] = attrs.field(converter=_dedupe, validator=_check_rua)
     extensions: tuple[tuple[str, str], ...] = attrs.field(
-        default=(), converter=_to_pairs, validator=_check_extensions
+        default=(), converter=_txt.to_pairs, validator=_SPEC.check_extensions
     )
     lenient: bool = False
 
@@ -296,46 +286,31 @@ class TLSRPTRecord:
         """
         Parse one record (its character-strings already joined, RPT-REC-07).
 
-        Args:
-            text: The record, as text or as the bytes DNS delivered.
-            lenient: Accept (AMB-01) leading and trailing WSP, empty fields,
-                WSP around ``=`` and any case of the keys ``v`` and ``rua``.
-                The result has :attr:`lenient` set only when the text needed
-                that tolerance.
-
-        Returns:
-            The record.
+        The rules of :meth:`smtpsts.STSRecord.from_text` apply, with RFC 8460 §3
+        in place of RFC 8461 §3.1 and ``rua`` in place of ``id``: ``lenient``
+        (AMB-01) also allows WSP after ``rua=``, which strict mode refuses
+        (RPT-REC-03), and a repeated ``v`` is ignored (AMB-04).
 
         Raises:
             smtpsts.tlsrpt.TLSRPTRecordSyntaxError: The text does not fit
-                RFC 8460 §3. ``offset`` points into ``text``; ``reason`` is
-                one of those of :meth:`smtpsts.STSRecord.from_text` with
-                ``invalid-rua`` and ``missing-rua`` in place of the ``id`` ones.
+                RFC 8460 §3; ``reason`` is one of those of ``STSRecord.from_text``
+                with ``invalid-rua``, ``whitespace-after-rua`` and ``missing-rua``
+                in place of the ``id`` ones.
         """
         decoded = _txt.decode(text, _SPEC)
-        try:
-            return cls._parse(decoded, lenient=False)
-        except TLSRPTRecordSyntaxError:
-            if not lenient:
-                raise
-        return cls._parse(decoded, lenient=True)
+        return _SPEC.parse_text(decoded, cls._parse, lenient=lenient)
 
     @classmethod
     def _parse(cls, text: str, *, lenient: bool) -> TLSRPTRecord:
         rua: list[str] = []
         seen_rua = False
         extensions: list[tuple[str, str]] = []
-        for field in _txt.parse_fields(text, _SPEC, lenient=lenient):
-            if field.key == "v":
-                # AMB-04/AMB-15: a repeated "v" is ignored, but must still be the version.
-                if field.value != VERSION:
-                    _SPEC.fail(
-                        f"a repeated 'v' field must be {VERSION!r}, not {_txt.show(field.value)}",
-                        offset=field.value_offset,
-                        reason="invalid-version",
-                        cites=("RPT-REC-02",),
-                    )
-            elif field.key == "rua":
+        fields = _txt.parse_fields(text, _SPEC, lenient=lenient)
+        # RFC 8460 §3 has no rule for a repeated "v"; it fits tlsrpt-extension, and
+        # "Parsers MUST accept TXT records that are syntactically valid", so it is
+        # ignored as in RFC 8461 §3.2 (AMB-04). Every "rua" counts (RPT-REC-11).
+        for field in _txt.counted_fields(fields, _SPEC):
+            if field.key == "rua":
                 seen_rua = True
                 rua.extend(_parse_rua(field))
             else:
@@ -393,6 +368,15 @@ def _parse_rua(field: _txt.Field) -> list[str]:
     # (RPT-REC-03); each URI must be an RFC 3986 URI (RPT-REC-10).
     uris = []
     offset = field.value_offset
+    if field.value[:1] in (" ", "\t"):
+        # RPT-REC-03: WSP is allowed only around the commas, not after "rua="
+        # (lenient mode strips it, AMB-01, and flags the record).
+        _SPEC.fail(
+            "whitespace after 'rua=' is not allowed (only around ',')",
+            offset=offset,
+            reason="whitespace-after-rua",
+            cites=("RPT-REC-03",),
+        )
     for piece in field.value.split(","):
         uri = piece.strip(_txt.WSP)
         where = offset + len(piece) - len(piece.lstrip(_txt.WSP))
@@ -416,23 +400,15 @@ def _parse_rua(field: _txt.Field) -> list[str]:
 
 
 @attrs.frozen
-class TLSRPTRecordSelection:
+class TLSRPTRecordSelection(_txt.Selection[TLSRPTRecord, TLSRPTRecordSyntaxError]):
     """
     The outcome of choosing the TLS-RPT record of a TXT RRset.
 
-    Attributes:
-        status: What was found; only :attr:`SelectionStatus.FOUND` carries a
-            record.
-        record: The record when ``status`` is ``FOUND``, else ``None``.
-        error: The syntax error of the single candidate when ``status`` is
-            ``SYNTAX_ERROR``, else ``None``.
-        candidates: How many records of the RRset were candidates (AMB-10).
+    See :class:`smtpsts._txt.Selection` for the attributes: ``status``,
+    ``record`` (a :class:`TLSRPTRecord` when ``FOUND``), ``error`` (a
+    :class:`TLSRPTRecordSyntaxError` when ``SYNTAX_ERROR``) and
+    ``candidates``.
     """
-
-    status: SelectionStatus
-    record: TLSRPTRecord | None = None
-    error: TLSRPTRecordSyntaxError | None = None
-    candidates: int = 0
 
 
 def select_tlsrpt_record(
@@ -454,11 +430,10 @@ def select_tlsrpt_record(
     Returns:
         The selection.
     """
-    status, record, error, candidates = _txt.select(
+    return _txt.select(
         rrset,
         _SPEC,
-        lambda text: TLSRPTRecord.from_text(text, lenient=lenient),
-        TLSRPTRecordSyntaxError,
+        functools.partial(TLSRPTRecord.from_text, lenient=lenient),
+        TLSRPTRecordSelection,
         lenient=lenient,
     )
-    return TLSRPTRecordSelection(status, record, error, candidates)

@@ -76,7 +76,8 @@ def _host(value: str | None) -> str | None:
     except DomainNameError:
         # A name from DNS that is not a host name (an underscore, say) is
         # still what the session used: report it as seen, never fail here.
-        return str(value).strip().removesuffix(".").lower() or None
+        # Every trailing dot goes, so the name reads back the same (issue 10 item 7).
+        return str(value).strip().rstrip(".").lower() or None
 
 
 # RFC 3986 §4.3 absolute-URI, loosely: a scheme, ":", then no white space.
@@ -217,9 +218,14 @@ class SessionFailure:
     ``failure-details`` entries; the main one is
     :attr:`SessionResult.result_type`, the others are listed as these.
 
+    The report form of a :class:`smtpsts.reasons.Failure`: the same result
+    type and reason, without the ``detail`` in words, so that it is a small
+    hashable part of the aggregation key (its field keeps the RFC 8460 §4.3
+    name).
+
     Attributes:
         result_type: The failure's result type.
-        failure_reason_code: Its reason code, if any.
+        failure_reason_code: Its reason code, if any (docs/reason-codes.md).
     """
 
     result_type: ResultType = attrs.field(converter=ResultType)

@@ -4,7 +4,8 @@ The smtpsts reference test vectors.
 Vectors are JSON files shipped in this package, one per group
 (``sts-record.json``, ``sts-policy.json``, ...). Each holds cases with an
 input and either the expected result or the expected error, and cites the
-CONFORMANCE.md IDs it exercises. The format is documented in ``docs/vectors.md``
+conformance IDs it exercises (docs/conformance.md). The format is documented in
+``docs/vectors.md``
 so that other implementations can run them too; :func:`run` runs them against
 this one.
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from smtpsts.exceptions import VectorFormatError, VectorMismatch
 
 __all__ = [
     "FORMAT",
@@ -54,26 +57,12 @@ GROUPS = (
     "dane-match",
     "policy-machine",
     "decision",
+    "delivery-walk",
 )
 """Every group this implementation knows how to check."""
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _CONFORMANCE_ID = re.compile(r"(?:[A-Z]+-[A-Z]+-\d\d|DANE-\d\d|SEC-\d\d|AMB-\d\d)\Z")
-
-
-class VectorMismatch(AssertionError):  # noqa: N818 -- it is an assertion, not an error condition
-    """
-    This implementation disagrees with a vector case.
-
-    Raised by group checkers; the message says what was expected and what
-    came out.
-    """
-
-
-class VectorFormatError(ValueError):
-    """
-    A vector file does not follow the ``smtpsts-vectors/1`` format.
-    """
 
 
 @attrs.frozen

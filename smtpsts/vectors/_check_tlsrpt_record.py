@@ -2,7 +2,8 @@
 Checker for the ``tlsrpt-record`` vector group (RFC 8460 §3).
 
 The shapes of ``input`` and ``expect`` are specified in
-``docs/vectors/tlsrpt-record.md``.
+``docs/vectors/tlsrpt-record.md``; what this group shares with ``sts-record``
+is in :mod:`smtpsts.vectors._txt_record_cases`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smtpsts import exceptions
 from smtpsts.tlsrpt.record import (
     Endpoint,
     HTTPSEndpoint,
@@ -18,15 +18,10 @@ from smtpsts.tlsrpt.record import (
     TLSRPTRecord,
     select_tlsrpt_record,
 )
-from smtpsts.vectors import VectorMismatch, case_input
-from smtpsts.vectors._check_sts_record import rrset_from_json
+from smtpsts.vectors._txt_record_cases import check as check_record_case
+from smtpsts.vectors._txt_record_cases import compare
 
 __all__ = ["check"]
-
-
-def _compare(what: str, expected: Any, actual: Any) -> None:
-    if expected != actual:
-        raise VectorMismatch(f"{what}: expected {expected!r}, got {actual!r}")
 
 
 def _endpoint_json(endpoint: Endpoint) -> dict[str, str]:
@@ -38,26 +33,15 @@ def _endpoint_json(endpoint: Endpoint) -> dict[str, str]:
 
 
 def _check_record(expect: Mapping[str, Any], record: TLSRPTRecord) -> None:
-    _compare("rua", expect["rua"], list(record.rua))
-    _compare(
+    compare("rua", expect["rua"], list(record.rua))
+    compare(
         "extensions", [list(p) for p in expect["extensions"]], [list(p) for p in record.extensions]
     )
-    _compare("to_text", expect["to_text"], record.to_text())
-    _compare("lenient", expect.get("lenient", False), record.lenient)
-    _compare("endpoints", expect["endpoints"], [_endpoint_json(e) for e in record.endpoints])
+    compare("to_text", expect["to_text"], record.to_text())
+    compare("lenient", expect.get("lenient", False), record.lenient)
+    compare("endpoints", expect["endpoints"], [_endpoint_json(e) for e in record.endpoints])
     # What the serializer writes parses back to the same URIs.
-    _compare("re-parsed to_text", record.rua, TLSRPTRecord.from_text(record.to_text()).rua)
-
-
-def _parse(text: str | bytes, case: Mapping[str, Any], *, lenient: bool) -> None:
-    if "error" in case:
-        try:
-            record = TLSRPTRecord.from_text(text, lenient=lenient)
-        except exceptions.ParseError as e:
-            _compare("error", case["error"], type(e).__name__)
-            return
-        raise VectorMismatch(f"error: expected {case['error']}, got {record!r}")
-    _check_record(case["expect"], TLSRPTRecord.from_text(text, lenient=lenient))
+    compare("re-parsed to_text", record.rua, TLSRPTRecord.from_text(record.to_text()).rua)
 
 
 def check(case: Mapping[str, Any]) -> None:
@@ -70,22 +54,4 @@ def check(case: Mapping[str, Any]) -> None:
     Raises:
         smtpsts.vectors.VectorMismatch: This implementation disagrees.
     """
-    value = case_input(case)
-    if not isinstance(value, dict):
-        _parse(value, case, lenient=False)
-        return
-    if "rrset" not in value:
-        _parse(value["text"], case, lenient=value.get("lenient", False))
-        return
-    selection = select_tlsrpt_record(
-        rrset_from_json(value["rrset"]), lenient=value.get("lenient", False)
-    )
-    expect = case["expect"]
-    _compare("status", expect["status"], selection.status.value)
-    _compare("candidates", expect["candidates"], selection.candidates)
-    if expect["record"] is None:
-        _compare("record", None, selection.record)
-    elif selection.record is None:
-        raise VectorMismatch(f"record: expected {expect['record']!r}, got None")
-    else:
-        _check_record(expect["record"], selection.record)
+    check_record_case(case, TLSRPTRecord.from_text, select_tlsrpt_record, _check_record)
