@@ -15,6 +15,7 @@ They are loaded on first use (PEP 562), so ``import smtpsts`` stays small.
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,6 +36,11 @@ from .exceptions import (
 from .mx import MXPattern
 from .policy import Mode, Policy
 from .record import RecordSelection, SelectionStatus, STSRecord, select_sts_record
+
+# A library logs, an application decides where it goes: without this, warnings of
+# smtpsts's loggers reach the stderr of applications that never configured logging
+# (Python's logging HOWTO, "Configuring Logging for a Library"; issue 12 item 7).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from .cache import PolicyOutcome

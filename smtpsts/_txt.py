@@ -37,6 +37,7 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import attrs
 
+from ._args import require_text
 from .exceptions import ParseError
 
 __all__ = [
@@ -314,6 +315,7 @@ def decode(text: str | bytes, spec: TagSpec) -> str:
             character other than HTAB (STS-REC-04); never ``UnicodeDecodeError``.
     """
     if not isinstance(text, str):
+        require_text(text, f"the {spec.what} parser")
         try:
             text = text.decode("ascii")
         except UnicodeDecodeError as e:

@@ -25,7 +25,7 @@ The hierarchy::
     │   ├── NetstringError               socketmap framing (Postfix)
     │   └── RequestSyntaxError           a socketmap request (Postfix)
     ├── SMTPReplyError                   an SMTP reply broke RFC 5321 §4.2
-    ├── ConfigError (ValueError)         the Postfix server configuration
+    ├── ConfigError (ValueError)         a configuration value or file (server, trust store)
     ├── VectorFormatError (ValueError)   a test-vector file
     ├── VectorMismatch (AssertionError)  an implementation disagrees with a vector case
     ├── LabStateError (ValueError)       a lab state file
@@ -387,7 +387,11 @@ class SMTPReplyError(SMTPSTSError):
 
 class ConfigError(SMTPSTSError, ValueError):
     """
-    The Postfix server configuration is not valid; the message names the key.
+    A configuration value or file is not valid; the message names it.
+
+    Raised for the Postfix server's configuration (naming the key) and for a
+    trust store file that cannot be used
+    (:func:`smtpsts.io.truststore.load_trust_store`).
     """
 
 

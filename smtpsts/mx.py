@@ -16,6 +16,7 @@ from typing import Final, NoReturn
 
 import attrs
 
+from ._args import require_str
 from ._names import MAX_LABEL, MAX_NAME, to_alabel
 from .exceptions import DomainNameError, PolicySyntaxError
 
@@ -136,8 +137,10 @@ class MXPattern:
                 that is not letters, digits and inner hyphens, a trailing dot
                 or U-label in strict mode, or a name or label that is too long
                 (STS-POL-08, STS-POL-09). ``offset`` points into ``text``.
+            TypeError: *text* is not a ``str``.
         """
         # RFC 8461 §3.2: sts-policy-mx-value = ["*."] Domain
+        require_str(text, "MXPattern.from_text()")
         wildcard = text.startswith("*.")
         start = 2 if wildcard else 0
         name = text[start:]
@@ -217,8 +220,12 @@ class MXPattern:
             host: The MX target name (STS-MX-06).
 
         Returns:
-            Whether it matches; ``False`` for a malformed name (never raises).
+            Whether it matches; ``False`` for a malformed name.
+
+        Raises:
+            TypeError: *host* is not a ``str``.
         """
+        require_str(host, "MXPattern.matches()")
         name = normalize_mx_host(host)
         if name is None:
             return False
@@ -279,8 +286,12 @@ class MXPatternSet:
 
         Returns:
             Whether any pattern matches (pattern order does not matter,
-            STS-MX-09); ``False`` for a malformed name (never raises).
+            STS-MX-09); ``False`` for a malformed name.
+
+        Raises:
+            TypeError: *host* is not a ``str``.
         """
+        require_str(host, "MXPatternSet.matches()")
         # Fast path for ASCII names (the usual case): lower-case, drop one root dot.
         if host.isascii():
             name = host.lower().removesuffix(".")

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from ._args import require_str, require_text
 from ._names import to_alabel
 from .exceptions import PolicySyntaxError
 from .mx import MXPattern, MXPatternSet
@@ -267,6 +268,7 @@ class Policy:
                 reported, with ``line``, ``offset``, ``conformance`` and a
                 ``reason`` code such as ``missing-mode`` or ``bad-max-age``.
                 Use :func:`scan_policy` to get every problem.
+            TypeError: *text* is neither ``str`` nor ``bytes``.
         """
         body, _ = _decode(text)
         if body:
@@ -335,7 +337,11 @@ class Policy:
             Whether at least one ``mx`` pattern matches; ``False`` for a
             malformed name. The mode is not consulted: under ``none`` the
             caller does not apply the policy at all.
+
+        Raises:
+            TypeError: *mx_host* is not a ``str`` (decode bytes first).
         """
+        require_str(mx_host, "Policy.matches()")
         return self._matcher.matches(mx_host)
 
 
@@ -404,6 +410,7 @@ def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
                 )
         body = text
     else:
+        require_text(text, "Policy.from_text()")
         size = len(text)
         body = ""
     if size > MAX_POLICY_BYTES:

@@ -114,3 +114,20 @@ def test_validation_error_is_deprecated() -> None:
     assert "ValidationError" == value.__name__
     assert issubclass(value, smtpsts.SMTPSTSError)
     assert "ValidationError" not in smtpsts.__all__
+
+
+def test_package_logger_has_a_null_handler():
+    """Issue 12 item 7: smtpsts's warnings do not reach an unconfigured application's stderr."""
+    import logging
+    import subprocess
+    import sys
+
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("smtpsts").handlers)
+    # In a fresh interpreter that never configured logging, a library warning prints nothing
+    # (without the NullHandler, logging's last-resort handler writes it to stderr).
+    code = (
+        "import logging, smtpsts; "
+        "logging.getLogger('smtpsts.io.truststore').warning('should not be seen')"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ("", "") == (run.stdout, run.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from certfactory import NOW, pki
 from smtpsts.certs import check_certificate
+from smtpsts.exceptions import ConfigError
 from smtpsts.io import truststore
 from smtpsts.io.truststore import clear_cache, load_system_trust_store, load_trust_store
 
@@ -56,35 +58,86 @@ def test_directory(tmp_path, ca):
     assert 2 == len(store)
 
 
-def test_missing_file(tmp_path, caplog):
-    """A missing bundle gives an empty store and logged warnings, not an exception."""
-    with caplog.at_level(logging.WARNING):
-        store = load_trust_store(tmp_path / "nope.pem")
-    assert 0 == len(store)
-    assert "cannot read" in caplog.text
-    assert "no trust anchors found" in caplog.text
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("missing", "no such file or directory"),
+        ("empty file", "no trust anchors"),
+        ("empty directory", "no trust anchors"),
+    ],
+)
+def test_named_file_that_cannot_be_used_is_an_error(tmp_path, kind, says):
+    """Issue 12 item 7: a trust file the caller named is used or refused, never an empty store."""
+    path = tmp_path / "bundle.pem"
+    if kind == "empty file":
+        path.write_bytes(b"")
+    elif kind == "empty directory":
+        path.mkdir()
+    with pytest.raises(ConfigError, match=f"^trust store {re.escape(str(path))}.*{says}"):
+        load_trust_store(path)
 
 
-def test_oversized(tmp_path, ca, monkeypatch, caplog):
-    """Files over the size cap are not read."""
+def test_oversized(tmp_path, ca, monkeypatch):
+    """Files over the size cap are not read, and a named one is refused."""
     bundle = tmp_path / "big.pem"
     bundle.write_bytes(ca.root.pem)
     monkeypatch.setattr(truststore, "MAX_BUNDLE_BYTES", 10)
-    with caplog.at_level(logging.WARNING):
-        assert 0 == len(load_trust_store(bundle))
-    assert "larger than 10 bytes" in caplog.text
+    with pytest.raises(ConfigError, match="larger than 10 bytes"):
+        load_trust_store(bundle)
 
 
-def test_unlistable_directory(tmp_path, monkeypatch, caplog):
-    """A directory that cannot be listed gives an empty store with a warning."""
+def test_unreadable_file(tmp_path, ca, monkeypatch):
+    """A named file that cannot be read is refused with the reason."""
+    bundle = tmp_path / "root.pem"
+    bundle.write_bytes(ca.root.pem)
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ConfigError, match="cannot read: Permission denied"):
+        load_trust_store(bundle)
+
+
+def test_unlistable_directory(tmp_path, monkeypatch):
+    """A named directory that cannot be listed is refused."""
 
     def refuse(self):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(ConfigError, match="cannot list: Permission denied"):
+        load_trust_store(tmp_path)
+
+
+def test_bad_file_in_directory_is_skipped(tmp_path, ca, monkeypatch, caplog):
+    """Within a named directory one unusable file is skipped with a warning; the rest load."""
+    (tmp_path / "root.pem").write_bytes(ca.root.pem)
+    big = tmp_path / "zz-big.pem"
+    big.write_bytes(ca.root.pem * 50)
+    monkeypatch.setattr(truststore, "MAX_BUNDLE_BYTES", len(ca.root.pem) + 1)
     with caplog.at_level(logging.WARNING):
-        assert 0 == len(load_trust_store(tmp_path))
-    assert "cannot list" in caplog.text
+        assert 1 == len(load_trust_store(tmp_path))
+    assert "zz-big.pem: larger than" in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["missing", "unreadable"])
+def test_system_store_sources_are_best_effort(tmp_path, ca, monkeypatch, caplog, fault):
+    """STS-CERT-19: an unusable SSL_CERT_FILE gives an empty store and warnings, not an exception."""
+    bundle = tmp_path / "system.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if fault == "unreadable":
+        bundle.write_bytes(ca.root.pem)
+
+        def refuse(self):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+    with caplog.at_level(logging.WARNING):
+        assert 0 == len(load_system_trust_store())
+    assert "no trust anchors found" in caplog.text
+    assert ("no such file" if fault == "missing" else "cannot read") in caplog.text
 
 
 def test_system_default(monkeypatch):

@@ -120,6 +120,13 @@ _R = TypeVar("_R", dns.resolver.Resolver, dns.asyncresolver.Resolver)
 
 
 def _build(kind: type[_R], nameservers: Sequence[str]) -> _R:
+    if isinstance(nameservers, str | bytes):
+        # A bare string is a sequence of characters: "127.0.0.1:53" would be
+        # read as the nameservers "1", "2", "7", ... (issue 12 item 7).
+        raise TypeError(
+            f"nameservers is a list of 'IP[:PORT]' strings, not one string: "
+            f"[{nameservers!r}]"
+        )
     try:
         # Without nameservers, /etc/resolv.conf is read here.
         return kind(configure=not nameservers)
@@ -177,6 +184,7 @@ def make_resolver(
         A resolver with caching off (the callers cache what they need).
 
     Raises:
+        TypeError: ``nameservers`` is one string instead of a list of them.
         ValueError: A nameserver setting is malformed.
         dns.resolver.NoResolverConfiguration: ``nameservers`` is empty and
             the system has no usable configuration.
@@ -208,6 +216,7 @@ def make_async_resolver(
         An asyncio resolver with caching off.
 
     Raises:
+        TypeError: ``nameservers`` is one string instead of a list of them.
         ValueError: A nameserver setting is malformed.
         dns.resolver.NoResolverConfiguration: ``nameservers`` is empty and
             the system has no usable configuration.

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from smtpsts.certs import TrustStore
+from smtpsts.exceptions import ConfigError
 
 __all__ = ["MAX_BUNDLE_BYTES", "clear_cache", "load_system_trust_store", "load_trust_store"]
 
@@ -35,30 +36,47 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _read(path: Path) -> bytes:
+def _problem(strict: bool, message: str) -> None:
+    # A file the caller named is an error when it cannot be used (issue 12); the
+    # system store's sources are best effort, with a warning.
+    if strict:
+        raise ConfigError(f"trust store {message}")
+    log.warning("%s", message)
+
+
+def _read(path: Path, strict: bool) -> bytes:
     try:
-        if path.stat().st_size > MAX_BUNDLE_BYTES:
-            log.warning("%s: larger than %d bytes, skipped", path, MAX_BUNDLE_BYTES)
-            return b""
+        size = path.stat().st_size
+    except FileNotFoundError:
+        _problem(strict, f"{path}: no such file or directory")
+        return b""
+    except OSError as exc:
+        _problem(strict, f"{path}: cannot read: {exc.strerror or exc}")
+        return b""
+    if size > MAX_BUNDLE_BYTES:
+        _problem(strict, f"{path}: larger than {MAX_BUNDLE_BYTES} bytes, skipped")
+        return b""
+    try:
         return path.read_bytes()
     except OSError as exc:
-        log.warning("%s: cannot read: %s", path, exc)
+        _problem(strict, f"{path}: cannot read: {exc.strerror or exc}")
         return b""
 
 
-def _directory_pem(path: Path) -> bytes:
+def _directory_pem(path: Path, strict: bool) -> bytes:
     # An OpenSSL capath holds one PEM file per root (plus hash links to them);
-    # duplicates are dropped by TrustStore.
+    # duplicates are dropped by TrustStore. Within a directory, one bad file is
+    # skipped with a warning: the directory as a whole is what was named.
     try:
         entries = sorted(p for p in path.iterdir() if p.is_file())
     except OSError as exc:
-        log.warning("%s: cannot list: %s", path, exc)
+        _problem(strict, f"{path}: cannot list: {exc.strerror or exc}")
         return b""
-    return b"\n".join(_read(p) for p in entries)
+    return b"\n".join(_read(p, strict=False) for p in entries)
 
 
-def _load(sources: tuple[str, ...], *, skip_deprecated: bool) -> TrustStore:
-    key = (*sources, f"skip_deprecated={skip_deprecated}")
+def _load(sources: tuple[str, ...], *, skip_deprecated: bool, strict: bool) -> TrustStore:
+    key = (*sources, f"skip_deprecated={skip_deprecated}", f"strict={strict}")
     with _lock:
         cached = _cache.get(key)
         if cached is not None:
@@ -66,12 +84,12 @@ def _load(sources: tuple[str, ...], *, skip_deprecated: bool) -> TrustStore:
         parts = []
         for source in sources:
             path = Path(source)
-            parts.append(_directory_pem(path) if path.is_dir() else _read(path))
+            parts.append(_directory_pem(path, strict) if path.is_dir() else _read(path, strict))
         store = TrustStore.from_pem(
             b"\n".join(parts), source=", ".join(sources), skip_deprecated=skip_deprecated
         )
         if not len(store):
-            log.warning("no trust anchors found in %s", ", ".join(sources) or "(nothing)")
+            _problem(strict, f"{', '.join(sources) or '(nothing)'}: no trust anchors found")
         _cache[key] = store
         return store
 
@@ -80,8 +98,11 @@ def load_trust_store(path: str | os.PathLike[str], *, skip_deprecated: bool = Fa
     """
     Load a trust store from a PEM file or a directory of PEM files, cached.
 
-    Unreadable files and unparsable certificates are skipped with a logged
-    warning (see :meth:`smtpsts.certs.TrustStore.from_pem`).
+    The path must be usable: a missing, unreadable or oversized file, a
+    directory that cannot be listed, or one in which no certificate parses is
+    an error, never an empty store that fails every check later. Within a
+    directory, an unreadable file and unparsable certificates are skipped with
+    a logged warning (see :meth:`smtpsts.certs.TrustStore.from_pem`).
 
     Args:
         path: A PEM bundle, or a directory whose regular files are PEM.
@@ -89,8 +110,12 @@ def load_trust_store(path: str | os.PathLike[str], *, skip_deprecated: bool = Fa
 
     Returns:
         The store; the same object for the same path until :func:`clear_cache`.
+
+    Raises:
+        smtpsts.exceptions.ConfigError: The path cannot be used, or holds no
+            trust anchor; the message says which and why.
     """
-    return _load((os.path.realpath(path),), skip_deprecated=skip_deprecated)
+    return _load((os.path.realpath(path),), skip_deprecated=skip_deprecated, strict=True)
 
 
 def load_system_trust_store(*, skip_deprecated: bool = False) -> TrustStore:
@@ -117,4 +142,8 @@ def load_system_trust_store(*, skip_deprecated: bool = False) -> TrustStore:
         sources = (paths.cafile,)
     else:
         sources = (paths.capath,)
-    return _load(tuple(os.path.realpath(s) for s in sources if s), skip_deprecated=skip_deprecated)
+    return _load(
+        tuple(os.path.realpath(s) for s in sources if s),
+        skip_deprecated=skip_deprecated,
+        strict=False,
+    )

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from smtpsts._args import require_text
 from smtpsts._vocab import PolicyType, ResultType
 from smtpsts.exceptions import ReportSyntaxError
 from smtpsts.tlsrpt.session import PolicyInfo
@@ -458,6 +459,7 @@ class _Reader:
                     reason="bad-report",
                 ) from None
         else:
+            require_text(data, "Report.from_json()")
             text = data
             if len(text) > MAX_REPORT_SIZE:
                 _fail("", f"report is {len(text)} characters; at most {MAX_REPORT_SIZE} are read")
