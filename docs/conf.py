@@ -193,8 +193,8 @@ def _name_in(home: str, obj: Any, attr: str) -> str:
     for name in getattr(module, "__all__", ()):
         if getattr(module, name, None) is obj:
             return name
-    if isinstance(obj, enum.Enum):  # a member re-exported as a module constant
-        return f"{type(obj).__name__}.{obj.name}"
+    if isinstance(obj, enum.Enum):  # a member re-exported as a module constant: its class's page
+        return f"{type(obj).__name__}.{obj.name} <{home}.{type(obj).__name__}>"
     return getattr(obj, "__qualname__", attr)
 
 
@@ -249,7 +249,9 @@ def _api_plan() -> tuple[list[tuple[str, list[str], list[str]]], dict[int, str]]
             )
             if home in documented:
                 exclude.append(attr)
-                links.append(f"- `{name}.{attr}`: {{{role}}}`{home}.{_name_in(home, obj, attr)}`")
+                target = _name_in(home, obj, attr)
+                ref = target if "<" in target else f"{home}.{target}"
+                links.append(f"- `{name}.{attr}`: {{{role}}}`{ref}`")
             elif id(obj) in seen:
                 exclude.append(attr)
                 links.append(f"- `{name}.{attr}`: {{{role}}}`{seen[id(obj)]}`")

@@ -428,8 +428,13 @@ class TestAnswerCache:
         count = 200_000
         request = encode(b"postfix enforce.test")
         writer = asyncio.create_task(client.send(request * count))
-        await asyncio.sleep(0.5)
         (connection,) = server._connections
+        # Wait (bounded) until the server has stopped reading: on a loaded machine that
+        # takes longer than any fixed sleep.
+        for _ in range(200):
+            if not connection.reading:
+                break
+            await asyncio.sleep(0.05)
         assert connection.transport is not None
         # The server stopped reading once its write buffer filled: bounded memory.
         assert connection.transport.get_write_buffer_size() < 4 * 1024 * 1024

@@ -561,15 +561,17 @@ def test_serve_runs_the_intake(
         store.close()
 
 
-def test_serve_without_the_store_module(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_serve_with_a_store_that_cannot_be_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without the SQLite report store module the command says so and exits 2."""
+    """Issue 12 item 4: a store in a missing directory is one line and exit 1, nothing created."""
     from smtpsts._cli import main
 
-    monkeypatch.setitem(sys.modules, "smtpsts.stores.reports_sqlite", None)
-    assert 2 == main(["tlsrpt", "serve", "--store", "x.db"])
-    assert "report store is not available" in capsys.readouterr().err
+    store = tmp_path / "missing" / "reports.db"
+    assert 1 == main(["tlsrpt", "serve", "--store", str(store)])
+    err = capsys.readouterr().err
+    assert (1, True) == (len(err.strip().splitlines()), err.startswith("smtpsts tlsrpt serve: "))
+    assert not store.parent.exists()
 
 
 def test_slow_request_head_is_cut_off(tls_files: tuple[Path, Path, ssl.SSLContext]) -> None:

@@ -124,8 +124,7 @@ def _build(kind: type[_R], nameservers: Sequence[str]) -> _R:
         # A bare string is a sequence of characters: "127.0.0.1:53" would be
         # read as the nameservers "1", "2", "7", ... (issue 12 item 7).
         raise TypeError(
-            f"nameservers is a list of 'IP[:PORT]' strings, not one string: "
-            f"[{nameservers!r}]"
+            f"nameservers is a list of 'IP[:PORT]' strings, not one string: [{nameservers!r}]"
         )
     try:
         # Without nameservers, /etc/resolv.conf is read here.
