@@ -33,7 +33,6 @@ A refused report is never stored as a report; the intake keeps it aside
 from __future__ import annotations
 
 import enum
-import zlib
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Final, Protocol, runtime_checkable
@@ -41,6 +40,7 @@ from typing import Final, Protocol, runtime_checkable
 import attrs
 
 from smtpsts.exceptions import IntakeError, ReportSyntaxError
+from smtpsts.tlsrpt._gzip import GZIP_MAGIC, GzipProblem, inflate
 from smtpsts.tlsrpt.model import Report
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
 QUARANTINE_BYTES: Final = 256 * 1024
 """The most bytes of a refused body kept in quarantine (the rest is cut, and says so)."""
 
-_GZIP_MAGIC: Final = b"\x1f\x8b"  # RFC 1952 §2.3.1
 _JSON_TYPES: Final = ("application/tlsrpt+json", "application/json")
 _GZIP_TYPES: Final = ("application/tlsrpt+gzip", "application/gzip", "application/x-gzip")
 
@@ -117,34 +116,27 @@ class IntakeLimits:
 def _inflate(body: bytes, limits: IntakeLimits) -> bytes:
     # RFC 8460 §6.5: gzip, bounded in size and ratio before it is inflated.
     cap = min(limits.max_report, max(len(body), 1) * limits.max_ratio)
-    out = bytearray()
-    pending = body
-    while True:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(pending, cap + 1 - len(out))
-        except zlib.error as e:
-            raise IntakeError(f"not valid gzip: {e}", status=400, reason="bad-gzip") from None
-        if len(out) > cap:
-            if cap < limits.max_report:
-                raise IntakeError(
-                    f"gzip expands more than {limits.max_ratio} times (a gzip bomb?)",
-                    status=413,
-                    reason="gzip-bomb",
-                )
+    try:
+        return inflate(body, cap)
+    except GzipProblem as e:
+        if e.kind == "too-large" and cap < limits.max_report:
+            raise IntakeError(
+                f"gzip expands more than {limits.max_ratio} times (a gzip bomb?)",
+                status=413,
+                reason="gzip-bomb",
+            ) from None
+        if e.kind == "too-large":
             raise IntakeError(
                 f"the report decompresses to more than {limits.max_report} bytes",
                 status=413,
                 reason="too-large",
-            )
-        if not inflater.eof:
-            raise IntakeError("the gzip data is truncated", status=400, reason="bad-gzip")
-        pending = inflater.unused_data
-        if not pending.startswith(_GZIP_MAGIC):
-            if pending.strip(b"\0"):
-                raise IntakeError("data after the gzip stream", status=400, reason="bad-gzip")
-            break
-    return bytes(out)
+            ) from None
+        words = {
+            "invalid": f"not valid gzip: {e.detail}",
+            "truncated": "the gzip data is truncated",
+            "trailing": "data after the gzip stream",
+        }
+        raise IntakeError(words[e.kind], status=400, reason="bad-gzip") from None
 
 
 def accept_report_body(
@@ -179,7 +171,7 @@ def accept_report_body(
             status=415,
             reason="media-type",
         )
-    data = _inflate(body, limits) if body.startswith(_GZIP_MAGIC) else body
+    data = _inflate(body, limits) if body.startswith(GZIP_MAGIC) else body
     if len(data) > limits.max_report:
         raise IntakeError(
             f"the report is over {limits.max_report} bytes", status=413, reason="too-large"

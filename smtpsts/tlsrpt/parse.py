@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import email
 import email.message
-import zlib
 from collections.abc import Iterable
 
 from smtpsts._names import to_alabel
 from smtpsts.exceptions import DomainNameError, ReportNotAuthenticatedError, ReportSyntaxError
+from smtpsts.tlsrpt._gzip import GZIP_MAGIC, GzipProblem, inflate
 from smtpsts.tlsrpt.model import MAX_REPORT_SIZE, Report
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
 MAX_MESSAGE_SIZE = 15 * 1024 * 1024
 """The largest message :func:`parse_report_message` reads, in bytes (CONFORMANCE §5)."""
 
-_GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1; RFC 8460 §6.5
 _REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json", "application/tlsrpt")
 _GENERIC_TYPES = (
     "application/gzip",
@@ -69,30 +68,21 @@ def decompress_report(data: bytes, *, max_size: int = MAX_REPORT_SIZE) -> bytes:
         ReportSyntaxError: The data is not gzip, is truncated, or
             decompresses to more than ``max_size`` bytes.
     """
-    out = bytearray()
-    pending = data
-    while True:
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            # max_length bounds the output: a bomb stops one byte past the cap.
-            out += inflater.decompress(pending, max_size + 1 - len(out))
-        except zlib.error as e:
-            raise _error(f"report is not valid gzip: {e}") from None
-        if len(out) > max_size:
-            raise _error(f"report decompresses to more than {max_size} bytes")
-        if not inflater.eof:
-            raise _error("report gzip data is truncated")
-        pending = inflater.unused_data
-        if not pending.startswith(_GZIP_MAGIC):
-            # Trailing zero padding after the last member is harmless.
-            if pending.strip(b"\0"):
-                raise _error("unexpected data after the gzip stream")
-            return bytes(out)
+    try:
+        return inflate(data, max_size)
+    except GzipProblem as e:
+        words = {
+            "invalid": f"report is not valid gzip: {e.detail}",
+            "too-large": f"report decompresses to more than {max_size} bytes",
+            "truncated": "report gzip data is truncated",
+            "trailing": "unexpected data after the gzip stream",
+        }
+        raise _error(words[e.kind]) from None
 
 
 def _decode_body(body: bytes) -> Report:
     # RFC 8460 §6.5: gzip is recognised by its magic number, whatever the label.
-    if body.startswith(_GZIP_MAGIC):
+    if body.startswith(GZIP_MAGIC):
         body = decompress_report(body)
     return Report.from_json(body)
 
@@ -145,7 +135,7 @@ def parse_report_message(data: bytes) -> Report:
             :func:`decompress_report`).
     """
     data = _sized(data)
-    if data.startswith(_GZIP_MAGIC) or _looks_like_json(data):
+    if data.startswith(GZIP_MAGIC) or _looks_like_json(data):
         return _decode_body(data)
     message = email.message_from_bytes(data)
     best: tuple[int, email.message.Message] | None = None
