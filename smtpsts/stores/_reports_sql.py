@@ -28,7 +28,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 import attrs
 
@@ -345,6 +345,23 @@ class SQLReportStore:
         self, operation: str, body: Callable[[Cursor], T], *, write: bool = True
     ) -> T:
         raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - every store class defines it
+        """Release the connection (a second call does nothing)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """
+        Use the store in a ``with`` block.
+
+        Returns:
+            The store.
+        """
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the store."""
+        self.close()
 
     # ----------------------------------------------------------------- writes
 

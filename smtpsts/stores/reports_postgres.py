@@ -14,7 +14,7 @@ server is :class:`smtpsts.StoreError`, and the next call reconnects.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 from smtpsts.exceptions import StoreError, StoreVersionError
 from smtpsts.stores import _reports_sql
@@ -113,16 +113,3 @@ class PostgresReportStore(SQLReportStore):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-
-    def __enter__(self) -> Self:
-        """
-        Use the store in a ``with`` block.
-
-        Returns:
-            The store.
-        """
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the store."""
-        self.close()

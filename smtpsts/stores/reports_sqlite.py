@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable
-from typing import Final, Literal, Self, TypeVar
+from typing import Final, Literal, TypeVar
 
 from smtpsts.exceptions import StoreError, StoreVersionError
 from smtpsts.stores import _reports_sql
@@ -123,16 +123,3 @@ class SQLiteReportStore(SQLReportStore):
         """Close the file (a second call does nothing)."""
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> Self:
-        """
-        Use the store in a ``with`` block.
-
-        Returns:
-            The store.
-        """
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the store."""
-        self.close()
