@@ -63,6 +63,9 @@ SERVICE_PACKAGES = {
     "unbound": "unbound",
     "postfix": "postfix",
     "/usr/lib/postgresql/*/bin/pg_ctl": "postgresql",
+    "dovecot": "dovecot-imapd",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 ADAPTERS = [
     "smtpsts/io/*",
