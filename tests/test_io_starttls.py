@@ -116,6 +116,21 @@ class TestProbe:
         assert HOST == check.identity
         assert [HOST] == server.snis
 
+    def test_connect_to_mapping(self, probe):
+        """Issue 12 item 7: the probe takes the ``{(host, port): (address, port)}`` shape too."""
+        with good_server() as server:
+            result = probe(HOST, 25, connect_to={(HOST, 25): ("127.0.0.1", server.port)}, timeout=5)
+        assert (True, "127.0.0.1", 25) == (result.handshake_ok, result.address, result.port)
+        assert [HOST] == server.snis
+
+    def test_connect_to_mapping_without_the_host_resolves_it(self, probe):
+        """A mapping that does not name the host and port leaves them as they are."""
+        with good_server() as server:
+            result = probe(
+                "localhost", 1, connect_to={("localhost", 2): ("127.0.0.1", server.port)}, timeout=5
+            )
+        assert (False, 0) == (result.connected, server.handshakes)
+
     def test_server_name_override(self, probe):
         """DANE-30: the SNI can be the TLSA base domain instead of the host name."""
         with good_server() as server:

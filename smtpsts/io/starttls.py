@@ -44,6 +44,7 @@ from smtpsts.io._smtpio import (
     BlockingSMTPConnection,
     raise_local_fault,
 )
+from smtpsts.io.http import ConnectTo
 from smtpsts.io.tls import opportunistic_context
 from smtpsts.smtp import (
     MAX_LINE_LENGTH,
@@ -134,7 +135,7 @@ class _Probe:
         self,
         host: str,
         port: int,
-        connect_to: str | None,
+        connect_to: str | ConnectTo | None,
         timeout: float,
         deadline: float | None,
         helo_name: str | None,
@@ -147,7 +148,14 @@ class _Probe:
             self.deadline = min(self.deadline, deadline)
         self.host = host.rstrip(".")
         self.port = port
-        self.target = connect_to or self.host
+        self.target, self.connect_port = self.host, port
+        if isinstance(connect_to, str):
+            self.target = connect_to
+        elif connect_to is not None:
+            # The mapping shape every other adapter takes (smtpsts.io.http.ConnectTo).
+            self.target, self.connect_port = connect_to.get(
+                (self.host.lower(), port), (self.host, port)
+            )
         # RFC 8461 §7.1 (STS-CERT-14): SNI is the MX host name, unless the
         # caller names another (DANE-30: the TLSA base domain).
         sni = server_name or self.host
@@ -160,12 +168,12 @@ class _Probe:
 
     def connection(self, kind: type[AnyConnection]) -> AnyConnection:
         """A connection of ``kind`` to the target, with the probe's deadline and context."""
-        return kind(self.target, self.port, deadline=self.deadline, context=self.context)
+        return kind(self.target, self.connect_port, deadline=self.deadline, context=self.context)
 
     def result(self, report: SessionReport) -> STARTTLSProbe:
         where = f"{self.host}:{self.port}"
-        if self.target != self.host:
-            where += f" ({self.target})"
+        if (self.target, self.connect_port) != (self.host, self.port):
+            where += f" ({self.target}:{self.connect_port})"
         raise_local_fault(report.failure, operation="STARTTLS probe", host=where)
         fields: dict[str, object] = {}
         if report.connected is not None:
@@ -205,7 +213,7 @@ def probe_starttls(
     host: str,
     port: int = 25,
     *,
-    connect_to: str | None = None,
+    connect_to: str | ConnectTo | None = None,
     timeout: float = 30.0,
     deadline: float | None = None,
     helo_name: str | None = None,
@@ -219,9 +227,12 @@ def probe_starttls(
         host: The server's host name (the MX host); the SNI unless
             ``server_name`` is given.
         port: The TCP port.
-        connect_to: The address to connect to instead of resolving ``host``
-            (give one: resolving ``host`` uses the system resolver, whose
-            wait the deadline cannot bound).
+        connect_to: Where to connect instead of resolving ``host``: an
+            address (same port), or the ``{(host, port): (address, port)}``
+            mapping the other adapters take (:data:`smtpsts.io.http.ConnectTo`;
+            :func:`smtpsts.io.http.parse_connect_to` reads the command line's
+            ``HOST:PORT:ADDR:PORT``). Give one: resolving ``host`` uses the
+            system resolver, whose wait the deadline cannot bound.
         timeout: Seconds for the whole probe; every step waits at most until
             this deadline.
         deadline: An absolute :func:`time.monotonic` time the probe must
@@ -257,7 +268,7 @@ async def aprobe_starttls(
     host: str,
     port: int = 25,
     *,
-    connect_to: str | None = None,
+    connect_to: str | ConnectTo | None = None,
     timeout: float = 30.0,  # noqa: ASYNC109 -- the same signature as probe_starttls
     deadline: float | None = None,
     helo_name: str | None = None,
@@ -272,7 +283,7 @@ async def aprobe_starttls(
     Args:
         host: The server's host name.
         port: The TCP port.
-        connect_to: The address to connect to.
+        connect_to: As for :func:`probe_starttls`: an address or a ``ConnectTo`` mapping.
         timeout: Seconds for the whole probe.
         deadline: An absolute end time, if earlier.
         helo_name: The EHLO name.
