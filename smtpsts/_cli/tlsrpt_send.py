@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,21 +204,40 @@ def _send(args: argparse.Namespace) -> int:
     if args.outbox is None:
         print("smtpsts: --outbox is required with --redis", file=sys.stderr)
         return 2
+    # Issue 12 item 4: a mistyped path is said, not made into an empty store that
+    # "sends" nothing. The collection store is the MTA's; the outbox may be new,
+    # but only in a directory that exists.
+    if args.store is not None and not Path(args.store).is_file():
+        print(
+            f"smtpsts: --store {args.store}: no such file (the collection store your MTA"
+            " writes: check the path)",
+            file=sys.stderr,
+        )
+        return 2
+    if not Path(args.outbox).parent.is_dir():
+        print(f"smtpsts: --outbox {args.outbox}: no such directory", file=sys.stderr)
+        return 2
     try:
         sender = _sender(args)
     except (SMTPSTSError, OSError, ValueError, ImportError) as exc:
         print(f"smtpsts: {exc}", file=sys.stderr)
         return 2
     store: Any
-    if args.redis is not None:
-        from smtpsts.stores.tlsrpt_redis import RedisTLSRPTStore  # noqa: PLC0415
+    try:
+        if args.redis is not None:
+            from smtpsts.stores.tlsrpt_redis import RedisTLSRPTStore  # noqa: PLC0415
 
-        store = RedisTLSRPTStore(args.redis, prefix=args.redis_prefix, keep_days=args.keep_days)
-    else:
-        from smtpsts.stores.tlsrpt_sqlite import SQLiteTLSRPTStore  # noqa: PLC0415
+            store = RedisTLSRPTStore(args.redis, prefix=args.redis_prefix, keep_days=args.keep_days)
+        else:
+            from smtpsts.stores.tlsrpt_sqlite import SQLiteTLSRPTStore  # noqa: PLC0415
 
-        store = SQLiteTLSRPTStore(args.store)
-    with Outbox(args.outbox) as outbox:
+            store = SQLiteTLSRPTStore(args.store)
+        outbox_store = Outbox(args.outbox)
+    except (SMTPSTSError, OSError, sqlite3.Error) as exc:
+        where = f"--store {args.store or args.redis} / --outbox {args.outbox}"
+        print(f"smtpsts: cannot open {where}: {exc}", file=sys.stderr)
+        return 1
+    with outbox_store as outbox:
         if args.daemon:
             run_daily(store, outbox, sender)
             return 0  # pragma: no cover - run_daily returns only when told to stop
