@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import attrs
 from smtpsts._cli._logging import configure
 from smtpsts.postfix.config import (
     DEFAULT_LISTEN,
+    DEFAULT_SQLITE_PATH,
     LOG_FORMATS,
     ConfigError,
     ServerConfig,
@@ -182,14 +184,6 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         changes["nameservers"] = (lab.nameserver,)
         changes["cafile"] = lab.cafile
         changes["connect_to"] = lab.connect_to
-    try:
-        for spec in args.listen:
-            parse_listen(spec)
-        for spec in args.nameserver:
-            parse_nameserver(spec)
-        parse_connect_to(args.connect_to)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     if args.listen:
         changes["listen"] = tuple(args.listen)
     if args.nameserver:
@@ -212,7 +206,19 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         changes["default_zone"] = attrs.evolve(config.default_zone, timeout=args.timeout)
         changes["zones"] = tuple(attrs.evolve(z, timeout=args.timeout) for z in config.zones)
         changes["policy"] = attrs.evolve(config.policy, timeout=args.timeout)
-    return attrs.evolve(config, **changes)
+    config = attrs.evolve(config, **changes)
+    # Issue 12 item 4: addresses from the file are checked here like those of the
+    # options, so a bad one is a one-line error, not a traceback from the server.
+    try:
+        for spec in config.listen:
+            parse_listen(spec)
+        for spec in config.nameservers:
+            parse_nameserver(spec)
+        parse_connect_to(config.connect_to)
+    except ValueError as e:
+        where = f" (in {args.config})" if args.config is not None else ""
+        raise ConfigError(f"{e}{where}") from None
+    return config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -229,7 +235,23 @@ def _serve(args: argparse.Namespace) -> int:
             "metrics need prometheus_client: pip install 'smtpsts[metrics]'"
             " (or remove [metrics] listen / --metrics)"
         )
+    if config.cache_backend == "redis" and importlib.util.find_spec("redis") is None:
+        return _usage(
+            "[cache] backend = redis needs the redis package: pip install 'smtpsts[redis]'"
+        )
     configure(args.log_level, config.log_format)
+    if config.cache_backend == "sqlite" and config.cache_path != ":memory:":
+        # Issue 12 item 4: only the default directory is made, and the log says so; a
+        # directory the user named must exist (a typo is not silently created).
+        parent = Path(config.cache_path).parent
+        if not parent.is_dir():
+            if config.cache_path != DEFAULT_SQLITE_PATH:
+                return _usage(f"[cache] path {config.cache_path}: no such directory {parent}")
+            try:
+                parent.mkdir(parents=True)
+            except OSError as e:
+                return _usage(f"cannot create {parent} for the policy cache: {e.strerror or e}")
+            logging.getLogger("smtpsts.postfix").info("created %s for the policy cache", parent)
     try:
         serve(config)
     except (OSError, sqlite3.Error, ConfigError) as e:
