@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import logging
 
 import pytest
 
@@ -51,10 +50,10 @@ def test_default_cache_directory_is_made_and_said(
     monkeypatch.setattr(cli, "DEFAULT_SQLITE_PATH", str(default))
     config = tmp_path / "smtpsts.toml"
     config.write_text(f'[cache]\nbackend = "sqlite"\npath = "{default}"\n')
-    with caplog.at_level(logging.INFO, logger="smtpsts.postfix"):
-        assert 0 == serve(capsys, "--config", str(config))[0]
+    status, err = serve(capsys, "--config", str(config), "--log-level", "info")
+    assert 0 == status
     assert default.parent.is_dir()
-    assert f"created {default.parent} for the policy cache" in caplog.text
+    assert f"created {default.parent} for the policy cache" in err
     assert 1 == len(no_serving)
 
 
