@@ -352,7 +352,7 @@ def _uncovered(
     return tuple(seen)
 
 
-def _blocking(  # noqa: PLR0913 -- the facts of one verdict
+def _blocking(  # noqa: PLR0917 -- the facts of one verdict
     numbers: ReportNumbers,
     mode: Mode | None,
     live: LiveCheck | None,
