@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -401,8 +402,6 @@ class TestFromStore:
 
 def attrs_evolve(live: LiveCheck, **changes: object) -> LiveCheck:
     """``attrs.evolve`` for the tests (typed loosely)."""
-    import attrs  # noqa: PLC0415
-
     return attrs.evolve(live, **changes)  # type: ignore[arg-type]
 
 
