@@ -34,6 +34,7 @@ from typing import Any
 
 from smtpsts._names import to_alabel
 from smtpsts.exceptions import DomainNameError, StoreError, StoreVersionError
+from smtpsts.io.check import CheckReport
 from smtpsts.tlsrpt.advisor import (
     Advice,
     Alert,
@@ -278,7 +279,7 @@ def read_numbers(store: Any, domain: str, since: datetime, until: datetime) -> R
     )
 
 
-def live_check(report: Any) -> LiveCheck:
+def live_check(report: CheckReport) -> LiveCheck:
     """
     Condense a :class:`smtpsts.io.check.CheckReport` into what the advisor needs.
 

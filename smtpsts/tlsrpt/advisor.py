@@ -71,6 +71,22 @@ __all__ = [
 _STS: Final = "sts: "  # the policy label of inbox.breakdown(by="policy") for an sts policy
 
 
+def _days(value: Iterable[DayCount]) -> tuple[DayCount, ...]:
+    return tuple(value)
+
+
+def _rows(value: Iterable[Breakdown]) -> tuple[Breakdown, ...]:
+    return tuple(value)
+
+
+def _patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
+    return tuple(value)
+
+
+def _texts(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 class Verdict(enum.StrEnum):
     """The advisor's answer to "may this domain's policy move to ``enforce``?"."""
 
@@ -123,11 +139,11 @@ class ReportNumbers:
     """
 
     domain: str
-    days: tuple[DayCount, ...] = attrs.field(default=(), converter=tuple)
-    by_organization: tuple[Breakdown, ...] = attrs.field(default=(), converter=tuple)
-    by_mx: tuple[Breakdown, ...] = attrs.field(default=(), converter=tuple)
-    by_result_type: tuple[Breakdown, ...] = attrs.field(default=(), converter=tuple)
-    by_policy: tuple[Breakdown, ...] = attrs.field(default=(), converter=tuple)
+    days: tuple[DayCount, ...] = attrs.field(default=(), converter=_days)
+    by_organization: tuple[Breakdown, ...] = attrs.field(default=(), converter=_rows)
+    by_mx: tuple[Breakdown, ...] = attrs.field(default=(), converter=_rows)
+    by_result_type: tuple[Breakdown, ...] = attrs.field(default=(), converter=_rows)
+    by_policy: tuple[Breakdown, ...] = attrs.field(default=(), converter=_rows)
     latest: datetime | None = None
 
     @property
@@ -168,9 +184,9 @@ class LiveCheck:
     """
 
     mode: Mode | None = None
-    mx_patterns: tuple[MXPattern, ...] = attrs.field(default=(), converter=tuple)
-    mx_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    certificate_problems: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    mx_patterns: tuple[MXPattern, ...] = attrs.field(default=(), converter=_patterns)
+    mx_hosts: tuple[str, ...] = attrs.field(default=(), converter=_texts)
+    certificate_problems: tuple[str, ...] = attrs.field(default=(), converter=_texts)
     error: str = ""
 
 
