@@ -53,6 +53,7 @@ __all__ = ["live_check", "read_numbers", "register_advise"]
 
 _EXIT: dict[Verdict, int] = {Verdict.READY: 0, Verdict.NOT_YET: 1, Verdict.NOT_ENOUGH_DATA: 3}
 _COULD_NOT_TELL = 3
+_UNKNOWN = ("txt-lookup-failed", "timeout")  # CheckError reasons that say nothing of the domain
 _STORE_HELP = "the report store: an SQLite file, or postgresql://..."
 
 
@@ -356,8 +357,11 @@ def _run_check(args: argparse.Namespace) -> tuple[LiveCheck | None, str]:
         return None, f"{type(exc).__name__}: {exc}"
     if report.local_fault is not None:
         return None, report.local_fault
-    if report.timed_out and report.sts.policy is None:
-        return None, "it ran out of time before the policy was fetched"
+    sts = report.sts
+    if sts.policy is None and sts.error is not None and sts.error.reason in _UNKNOWN:
+        # A DNS failure or the deadline: the check does not know whether there is a
+        # policy, which is not the same as knowing that there is none.
+        return None, sts.error.detail
     return live_check(report), ""
 
 
