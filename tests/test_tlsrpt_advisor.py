@@ -167,7 +167,16 @@ class TestVerdict:
         assert (
             "no MTA-STS policy is published (RFC 8461 §3)" in advise(healthy(), LiveCheck()).reasons
         )
-        assert Verdict.NOT_YET == advise(healthy(by_policy=[])).verdict
+        from_reports = advise(healthy(by_policy=[]))
+        assert Verdict.NOT_YET == from_reports.verdict
+        assert "the reports show no MTA-STS policy: senders found none" == from_reports.reasons[0]
+
+    def test_nothing_known(self):
+        """No live check and no report: not enough data, not "no policy"."""
+        advice = advise(ReportNumbers(D))
+
+        assert Verdict.NOT_ENOUGH_DATA == advice.verdict
+        assert "reports cover 0 day(s); at least 14 are needed" == advice.reasons[0]
 
     def test_policy_error(self):
         """A record with a policy that could not be fetched: the check's words."""

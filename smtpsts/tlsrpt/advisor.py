@@ -380,8 +380,11 @@ def _blocking(  # noqa: PLR0917 -- the facts of one verdict
     if mode is None:
         if live is not None and live.error:
             reasons.append(f"the MTA-STS policy could not be used: {live.error}")
-        else:
+        elif live is not None:
             reasons.append("no MTA-STS policy is published (RFC 8461 §3)")
+        elif numbers.sessions:
+            reasons.append("the reports show no MTA-STS policy: senders found none")
+        # No live check and no session: nothing is known, and too little data says so.
     elif mode is Mode.NONE:
         reasons.append(
             "the policy is in mode none: senders ignore it; publish mode testing first "
