@@ -146,10 +146,10 @@ class TestAdviseFromReports:
 
         assert 1 == status
         assert "Verdict: NOT YET (from the reports alone)" in out
-        assert "  backup.example.net: 200 failed, 9.09% of 2200 all sessions" in out
+        assert "  backup.example.net: 200 failed, 9.09% of all 2200 sessions" in out
         assert "MX hosts no policy mx pattern covers\n  backup.example.net" in out
         assert "  certificate-expired: 200 failed" in out
-        assert "  Google: 100 failed, 9.09% of 1100 its sessions" in out
+        assert "  Google: 100 failed, 9.09% of its 1100 sessions" in out
 
     def test_thresholds(self, tmp_path, capsys):
         """The thresholds are options: a 10% limit lets a 9% failure rate through."""

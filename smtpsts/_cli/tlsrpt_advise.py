@@ -414,7 +414,7 @@ def _rate_lines(title: str, rates: Sequence[Rate], own: str) -> list[str]:
         return []
     lines = ["", title]
     lines += [
-        f"  {r.key or '(not reported)'}: {r.failed} failed, {_pct(r.rate)} of {r.sessions} {own}"
+        f"  {r.key or '(not reported)'}: {r.failed} failed, {_pct(r.rate)} of {own} {r.sessions} sessions"
         for r in rates
     ]
     return lines
@@ -456,9 +456,9 @@ def render_advice(advice: Advice, days: int, check_failed: str = "") -> list[str
             f" ({_pct(advice.failure_rate)})"
         ),
     ]
-    lines += _rate_lines("Failures by sending organisation", advice.by_organization, "its sessions")
-    lines += _rate_lines("Failures by MX host", advice.by_mx, "all sessions")
-    lines += _rate_lines("Failures by result type", advice.by_result_type, "all sessions")
+    lines += _rate_lines("Failures by sending organisation", advice.by_organization, "its")
+    lines += _rate_lines("Failures by MX host", advice.by_mx, "all")
+    lines += _rate_lines("Failures by result type", advice.by_result_type, "all")
     if advice.uncovered_mx:
         lines += ["", "MX hosts no policy mx pattern covers"]
         lines += [f"  {h}" for h in advice.uncovered_mx]
