@@ -414,7 +414,8 @@ def _rate_lines(title: str, rates: Sequence[Rate], own: str) -> list[str]:
         return []
     lines = ["", title]
     lines += [
-        f"  {r.key or '(not reported)'}: {r.failed} failed, {_pct(r.rate)} of {own} {r.sessions} sessions"
+        f"  {r.key or '(not reported)'}: {r.failed} failed, "
+        f"{_pct(r.rate)} of {own} {r.sessions} sessions"
         for r in rates
     ]
     return lines
