@@ -483,19 +483,19 @@ class TestAlert:
         assert ("reports-stopped", "reports-stopped", D) == (alert["kind"], kind, alert["domain"])
 
     @pytest.mark.parametrize(
-        ("command", "said"),
+        ("command", "timeout", "said"),
         [
-            (f"{sys.executable} -c 'raise SystemExit(3)'", "exited with status 3"),
-            ("/nonexistent/notify", "--command /nonexistent/notify:"),
-            (f"{sys.executable} -c 'import time; time.sleep(30)'", "timed out after 0.5 s"),
+            (f"{sys.executable} -c 'raise SystemExit(3)'", "30", "exited with status 3"),
+            ("/nonexistent/notify", "30", "--command /nonexistent/notify:"),
+            (f"{sys.executable} -c 'import time; time.sleep(30)'", "0.5", "timed out after 0.5 s"),
         ],
     )
-    def test_command_fails(self, tmp_path, capsys, command, said):
+    def test_command_fails(self, tmp_path, capsys, command, timeout, said):
         """A failing, missing or hanging command is reported; exit 2."""
         path = tmp_path / "r.sqlite"
         fill(path, ago=6)
 
-        status, _, err = alert_cli(capsys, path, "--command", command, "--command-timeout", "0.5")
+        status, _, err = alert_cli(capsys, path, "--command", command, "--command-timeout", timeout)
 
         assert 2 == status
         assert said in err
