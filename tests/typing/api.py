@@ -35,6 +35,18 @@ from smtpsts.io.drivers import PolicyResolver
 from smtpsts.io.starttls import STARTTLSProbe, probe_starttls
 from smtpsts.lint import Problem, lint_policy, lint_record
 from smtpsts.tlsrpt import Aggregator, PolicyInfo, Report, SessionResult
+from smtpsts.tlsrpt.advisor import (
+    Advice,
+    Alert,
+    AlertThresholds,
+    LiveCheck,
+    ReportNumbers,
+    Thresholds,
+    Verdict,
+    advise,
+    alerts,
+)
+from smtpsts.tlsrpt.inbox import DayCount
 
 record: STSRecord = STSRecord.from_text("v=STSv1; id=abc;")
 record_id: str = record.id
@@ -113,3 +125,9 @@ report: Report | None = aggregator.report(
 )
 report_json: str = report.to_json() if report is not None else "{}"
 parsed_report: Report = Report.from_json(report_json)
+
+# --- the rollout advisor --------------------------------------------------------------------
+numbers = ReportNumbers("example.com", days=[DayCount(date(2026, 1, 1), 10, 0)])
+advice: Advice = advise(numbers, LiveCheck(), Thresholds(min_days=7))
+advice_verdict: Verdict = advice.verdict
+found_alerts: list[Alert] = list(alerts(numbers, numbers, now, AlertThresholds()))
