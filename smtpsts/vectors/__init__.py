@@ -455,21 +455,15 @@ def check_case(group: str, case: Mapping[str, Any]) -> CaseResult:
     return CaseResult(group, case["id"], ok=True)
 
 
-def _judge_partial(
-    group: str, case: Mapping[str, Any], answer: Answer, comparison: Comparison
-) -> None:
-    _module(group).judge(case, answer, comparison)
-    if answer.error is None and not comparison.compared:
-        raise VectorMismatch(f"the result gives no member of expect: {answer.result!r}")
-
-
 def judge_answer(group: str, case: Mapping[str, Any], answer: Answer) -> CaseResult:
     """
     Judge another implementation's answer to a case with the group's checker.
 
     The comparison is partial (:class:`Comparison`): members of ``expect``
     the result leaves out are listed in :attr:`CaseResult.omitted`, not
-    failed, but a result that gives none of them disagrees.
+    failed. A result that gives none of them (an implementation without a
+    serialiser, on a case about ``to_text`` only) cannot be judged and
+    counts as unsupported, with a message saying so.
 
     Args:
         group: The case's group.
@@ -484,12 +478,16 @@ def judge_answer(group: str, case: Mapping[str, Any], answer: Answer) -> CaseRes
         return CaseResult(group, cid, ok=False, unsupported=True)
     comparison = Comparison(complete=False)
     try:
-        _judge_partial(group, case, answer, comparison)
+        _module(group).judge(case, answer, comparison)
     except VectorMismatch as e:
         return CaseResult(group, cid, ok=False, message=str(e))
     except Exception as e:  # noqa: BLE001 -- a result of the wrong shape is a failed case
         return CaseResult(group, cid, ok=False, message=f"result of the wrong shape: {e!r}")
-    return CaseResult(group, cid, ok=True, omitted=tuple(comparison.omitted))
+    omitted = tuple(comparison.omitted)
+    if answer.error is None and not comparison.compared:
+        message = f"the result gives no member of expect ({', '.join(omitted)})"
+        return CaseResult(group, cid, ok=False, message=message, unsupported=True, omitted=omitted)
+    return CaseResult(group, cid, ok=True, omitted=omitted)
 
 
 def run(documents: Iterable[Mapping[str, Any]]) -> list[CaseResult]:
