@@ -49,7 +49,8 @@ def _policy(p: Mapping[str, Any]) -> dict[str, Any]:
             "total-failure-session-count": p["failed_session_count"],
         },
         "failure-details": [
-            {rfc: d[ours] for ours, rfc in _DETAIL if ours in d} for d in p.get("failure_details", [])
+            {rfc: d[ours] for ours, rfc in _DETAIL if ours in d}
+            for d in p.get("failure_details", [])
         ],
     }
 

@@ -47,7 +47,9 @@ def sts_record(request: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(value, dict) and "text" in value:
         raise Unsupported
     if isinstance(value, dict):
-        rrs = [rr if isinstance(rr, str) else b"".join(s.encode() for s in rr) for rr in value["rrset"]]
+        rrs = [
+            rr if isinstance(rr, str) else b"".join(s.encode() for s in rr) for rr in value["rrset"]
+        ]
         candidates = [t for t in filter_text(rrs) if t.startswith("v=STSv1")]
         if len(candidates) != 1:
             status = "no-record" if not candidates else "multiple-records"
