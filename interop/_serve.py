@@ -1,3 +1,4 @@
+# ruff: noqa: INP001 -- interop/ holds standalone programs, not a package
 """
 The request loop the Python adapters share (the protocol of docs/vectors.md).
 
