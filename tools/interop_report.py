@@ -1,3 +1,4 @@
+# ruff: noqa: E501, ISC004 -- the verdict table and the page text are prose
 """
 Run every interop adapter over the shipped vectors and write docs/interop.md (issue 14, item 3).
 
@@ -59,14 +60,26 @@ def _py_version(dist: str) -> str:
 
 
 IMPLEMENTATIONS: list[tuple[str, str, Any]] = [
-    ("smtpsts", "smtpsts (this repository, through the protocol)", lambda: [sys.executable, str(INTEROP / "smtpsts_adapter.py")]),
-    ("checkdmarc", "checkdmarc (PyPI)", lambda: [sys.executable, str(INTEROP / "checkdmarc_adapter.py")]),
+    (
+        "smtpsts",
+        "smtpsts (this repository, through the protocol)",
+        lambda: [sys.executable, str(INTEROP / "smtpsts_adapter.py")],
+    ),
+    (
+        "checkdmarc",
+        "checkdmarc (PyPI)",
+        lambda: [sys.executable, str(INTEROP / "checkdmarc_adapter.py")],
+    ),
     (
         "postfix-mta-sts-resolver",
         "postfix-mta-sts-resolver (PyPI)",
         lambda: [sys.executable, str(INTEROP / "resolver_adapter.py")],
     ),
-    ("parsedmarc", "parsedmarc (PyPI)", lambda: [sys.executable, str(INTEROP / "parsedmarc_adapter.py")]),
+    (
+        "parsedmarc",
+        "parsedmarc (PyPI)",
+        lambda: [sys.executable, str(INTEROP / "parsedmarc_adapter.py")],
+    ),
     ("mailauth", "mailauth (npm)", _node),
 ]
 VERSIONS = {
@@ -82,17 +95,55 @@ PEER = "**the peer**: the RFC text supports it over the vectors"
 
 #: conformance ID -> (RFC file, phrase on the deciding line, verdict).
 VERDICTS: dict[str, tuple[str, str, str]] = {
-    "STS-REC-04": ("rfc8461.txt", "sts-ext-value   = 1*(%x21-3A", SMTPSTS + " (no CTL or non-ASCII octet fits any field of the ABNF)"),
-    "STS-REC-05": ("rfc8461.txt", 'sts-version     = %s"v=STSv1"', SMTPSTS + ' (the record starts with the case-sensitive `v=STSv1`, no leading space)'),
+    "STS-REC-04": (
+        "rfc8461.txt",
+        "sts-ext-value   = 1*(%x21-3A",
+        SMTPSTS + " (no CTL or non-ASCII octet fits any field of the ABNF)",
+    ),
+    "STS-REC-05": (
+        "rfc8461.txt",
+        'sts-version     = %s"v=STSv1"',
+        SMTPSTS + " (the record starts with the case-sensitive `v=STSv1`, no leading space)",
+    ),
     "STS-REC-06": ("rfc8461.txt", 'sts-id          = %s"id=" 1*32(ALPHA / DIGIT)', SMTPSTS),
-    "STS-REC-07": ("rfc8461.txt", 'sts-field-delim = *WSP ";" *WSP', SMTPSTS + " (empty fields and trailing WSP without `;` do not fit the ABNF)"),
-    "STS-REC-08": ("rfc8461.txt", 'sts-ext-value   = 1*(%x21-3A', SMTPSTS),
-    "STS-REC-11": ("rfc8461.txt", "all entries except for the first SHALL be ignored", SMTPSTS + " (the first `id` wins; the sentence is in §3.2, applied to the record by AMB-04)"),
-    "STS-REC-12": ("rfc8461.txt", 'with "v=STSv1;" are discarded', SMTPSTS + " (a candidate starts `v=STSv1;`; `v=STSv10` and a bare `v=STSv1` are not candidates)"),
-    "STS-REC-14": ("rfc8461.txt", "If the number of resulting records is", SMTPSTS + " (one candidate that does not parse gives no policy; the peer keeps it)"),
-    "STS-REC-16": ("rfc8461.txt", "all entries except for the first SHALL be ignored", SMTPSTS + " (a repeated `v` or `id` is ignored; the peer lets the last one win)"),
-    "STS-POL-03": ("rfc8461.txt", 'sts-policy-mode-value    =  %s"testing" / %s"enforce" / %s"none"', SMTPSTS),
-    "STS-POL-04": ("rfc8461.txt", "sts-policy-max-age-value = 1*10(DIGIT)", SMTPSTS + " (`+5`, `٣` or 11 digits are not 1*10 DIGIT)"),
+    "STS-REC-07": (
+        "rfc8461.txt",
+        'sts-field-delim = *WSP ";" *WSP',
+        SMTPSTS + " (empty fields and trailing WSP without `;` do not fit the ABNF)",
+    ),
+    "STS-REC-08": ("rfc8461.txt", "sts-ext-value   = 1*(%x21-3A", SMTPSTS),
+    "STS-REC-11": (
+        "rfc8461.txt",
+        "is duplicated, all entries except for the first",
+        SMTPSTS
+        + " (the first `id` wins; the sentence is in §3.2, applied to the record by AMB-04)",
+    ),
+    "STS-REC-12": (
+        "rfc8461.txt",
+        'with "v=STSv1;" are discarded',
+        SMTPSTS
+        + " (a candidate starts `v=STSv1;`; `v=STSv10` and a bare `v=STSv1` are not candidates)",
+    ),
+    "STS-REC-14": (
+        "rfc8461.txt",
+        "If the number of resulting records is",
+        SMTPSTS + " (one candidate that does not parse gives no policy; the peer keeps it)",
+    ),
+    "STS-REC-16": (
+        "rfc8461.txt",
+        "is duplicated, all entries except for the first",
+        SMTPSTS + " (a repeated `v` or `id` is ignored; the peer lets the last one win)",
+    ),
+    "STS-POL-03": (
+        "rfc8461.txt",
+        'sts-policy-mode-value    =  %s"testing" / %s"enforce" / %s"none"',
+        SMTPSTS,
+    ),
+    "STS-POL-04": (
+        "rfc8461.txt",
+        "sts-policy-max-age-value = 1*10(DIGIT)",
+        SMTPSTS + " (`+5`, `٣` or 11 digits are not 1*10 DIGIT)",
+    ),
     "STS-POL-05": (
         "rfc8461.txt",
         "maximum value of 31557600",
@@ -101,17 +152,54 @@ VERDICTS: dict[str, tuple[str, str, str]] = {
         "the peers at least as well as smtpsts; a rejected policy means no MTA-STS protection, which is why smtpsts "
         "caps instead",
     ),
-    "STS-POL-07": ("rfc8461.txt", "sts-policy-mx-value      = [\"*.\"] Domain", "**representation**: the peer keeps `mx` values as written while the vectors' `mx` is normalised; see `mx_text`"),
-    "STS-POL-08": ("rfc8461.txt", 'sts-policy-mx-value      = ["*."] Domain', SMTPSTS + " (an RFC 5321 Domain: LDH labels of at most 63 octets, valid A-labels)"),
-    "STS-POL-09": ("rfc8461.txt", "the Punycode-encoded A-label [RFC3492] to match against", SMTPSTS),
-    "STS-POL-11": ("rfc8461.txt", "sts-policy-ext-name      = (sts-policy-alphanum)", SMTPSTS + " (the extension name and value grammar is normative: an invalid line is not an ignorable unknown field)"),
-    "STS-POL-12": ("rfc8461.txt", "all entries except for the first SHALL be ignored", SMTPSTS + " (first occurrence wins; the peer keeps the last)"),
-    "STS-POL-13": ("rfc8461.txt", "all entries except for the first SHALL be ignored", SMTPSTS),
-    "STS-POL-16": ("rfc8461.txt", "*(sts-policy-term sts-policy-field *WSP)", SMTPSTS + " (a blank line, a line without `:` or an empty key is not a field of the ABNF)"),
-    "STS-POL-20": ("rfc8461.txt", "sts-policy-term          = LF / CRLF", "**not comparable**: the peer has no serialiser; only members it gives were compared"),
+    "STS-POL-07": (
+        "rfc8461.txt",
+        'sts-policy-mx-value      = ["*."] Domain',
+        "**representation**: the peer keeps `mx` values as written while the vectors' `mx` is normalised; see `mx_text`",
+    ),
+    "STS-POL-08": (
+        "rfc8461.txt",
+        'sts-policy-mx-value      = ["*."] Domain',
+        SMTPSTS + " (an RFC 5321 Domain: LDH labels of at most 63 octets, valid A-labels)",
+    ),
+    "STS-POL-09": (
+        "rfc8461.txt",
+        "the Punycode-encoded A-label [RFC3492] to match against",
+        SMTPSTS,
+    ),
+    "STS-POL-11": (
+        "rfc8461.txt",
+        "sts-policy-ext-name      = (sts-policy-alphanum)",
+        SMTPSTS
+        + " (the extension name and value grammar is normative: an invalid line is not an ignorable unknown field)",
+    ),
+    "STS-POL-12": (
+        "rfc8461.txt",
+        "is duplicated, all entries except for the first",
+        SMTPSTS + " (first occurrence wins; the peer keeps the last)",
+    ),
+    "STS-POL-13": ("rfc8461.txt", "is duplicated, all entries except for the first", SMTPSTS),
+    "STS-POL-16": (
+        "rfc8461.txt",
+        "*(sts-policy-term sts-policy-field *WSP)",
+        SMTPSTS + " (a blank line, a line without `:` or an empty key is not a field of the ABNF)",
+    ),
+    "STS-POL-20": (
+        "rfc8461.txt",
+        "sts-policy-term          = LF / CRLF",
+        "**not comparable**: the peer has no serialiser; only members it gives were compared",
+    ),
     "STS-POL-22": ("rfc8461.txt", "sts-policy-ext-value", SMTPSTS),
-    "STS-MX-03": ("rfc8461.txt", "'*' may only be used to match the entire left-most label", SMTPSTS + " (a 64-octet or malformed label is no label; see also STS-MX-07)"),
-    "STS-MX-05": ("rfc8461.txt", "the Punycode-encoded A-label [RFC3492] to match against", "**smtpsts** by DNS convention (a trailing root dot names the same host; AMB-27, a project decision)"),
+    "STS-MX-03": (
+        "rfc8461.txt",
+        "'*' may only be used to match the entire left-most label",
+        SMTPSTS + " (a 64-octet or malformed label is no label; see also STS-MX-07)",
+    ),
+    "STS-MX-05": (
+        "rfc8461.txt",
+        "the Punycode-encoded A-label [RFC3492] to match against",
+        "**smtpsts** by DNS convention (a trailing root dot names the same host; AMB-27, a project decision)",
+    ),
     "STS-MX-07": (
         "rfc8461.txt",
         "the Punycode-encoded A-label [RFC3492] to match against",
@@ -120,30 +208,92 @@ VERDICTS: dict[str, tuple[str, str, str]] = {
     ),
     "RPT-REC-02": ("rfc8460.txt", 'tlsrpt-version    = %s"v=TLSRPTv1"', SMTPSTS),
     "RPT-REC-04": ("rfc8460.txt", 'field-delim       = *WSP ";" *WSP', SMTPSTS),
-    "RPT-REC-08": ("rfc8460.txt", "tlsrpt-uri        = URI", SMTPSTS + " (any RFC 3986 URI is valid syntax; checkdmarc rejects the whole record for URIs it cannot use)"),
-    "RPT-REC-09": ("rfc8460.txt", 'schemes are supported: "mailto" and "https"', SMTPSTS + " (unsupported schemes are a sender's problem, not a record syntax error)"),
-    "RPT-REC-11": ("rfc8460.txt", 'tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)', "**open**: the RFC does not say whether duplicate URIs are one endpoint; removing them is smtpsts's choice (AMB-23)"),
-    "RPT-REC-12": ("rfc8460.txt", "tlsrpt-uri        = URI", SMTPSTS + " (a `mailto:` URI with hfields or percent-encoding is a valid URI)"),
+    "RPT-REC-08": (
+        "rfc8460.txt",
+        "tlsrpt-uri        = URI",
+        SMTPSTS
+        + " (any RFC 3986 URI is valid syntax; checkdmarc rejects the whole record for URIs it cannot use)",
+    ),
+    "RPT-REC-09": (
+        "rfc8460.txt",
+        'schemes are supported: "mailto" and "https"',
+        SMTPSTS + " (unsupported schemes are a sender's problem, not a record syntax error)",
+    ),
+    "RPT-REC-11": (
+        "rfc8460.txt",
+        'tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)',
+        "**open**: the RFC does not say whether duplicate URIs are one endpoint; removing them is smtpsts's choice (AMB-23)",
+    ),
+    "RPT-REC-12": (
+        "rfc8460.txt",
+        "tlsrpt-uri        = URI",
+        SMTPSTS + " (a `mailto:` URI with hfields or percent-encoding is a valid URI)",
+    ),
     "RPT-JSON-01": ("rfc8460.txt", "JSON (I-JSON) format", SMTPSTS),
-    "RPT-JSON-02": ("rfc8460.txt", '"organization-name": organization-name', SMTPSTS + " (member names are case-sensitive)"),
-    "RPT-JSON-03": ("rfc8460.txt", '"start-datetime": date-time', SMTPSTS + " (an RFC 3339 date-time; `yesterday`, year 0000 and an end before the start are not)"),
-    "RPT-JSON-07": ("rfc8460.txt", '"failure-details": [', "**representation** (absent and empty `failure-details` mean the same)"),
-    "RPT-JSON-08": ("rfc8460.txt", '"policy-type": policy-type', "**open**: smtpsts keeps unknown policy types (RPT-JSON-25); rejecting them is defensible"),
+    "RPT-JSON-02": (
+        "rfc8460.txt",
+        '"organization-name": organization-name',
+        SMTPSTS + " (member names are case-sensitive)",
+    ),
+    "RPT-JSON-03": (
+        "rfc8460.txt",
+        '"start-datetime": date-time',
+        SMTPSTS
+        + " (an RFC 3339 date-time; `yesterday`, year 0000 and an end before the start are not)",
+    ),
+    "RPT-JSON-07": (
+        "rfc8460.txt",
+        '"failure-details": [',
+        "**representation** (absent and empty `failure-details` mean the same)",
+    ),
+    "RPT-JSON-08": (
+        "rfc8460.txt",
+        '"policy-type": policy-type',
+        "**open**: smtpsts keeps unknown policy types (RPT-JSON-25); rejecting them is defensible",
+    ),
     "RPT-JSON-12": (
         "rfc8460.txt",
         '"mx-host": mx-host-pattern',
         "**smtpsts**: the JSON schema and Appendix B name the member `mx-host`; parsedmarc reads `mx-host-pattern`, the "
         "name the RFC's prose (§4.4) gives the field, and so loses it",
     ),
-    "RPT-JSON-13": ("rfc8460.txt", '"total-successful-session-count"', "**open**: the counts are required; parsedmarc rejects a report without them, smtpsts reads them as 0 (receiver leniency)"),
-    "RPT-JSON-19": ("rfc8460.txt", '"policy-domain": domain', "**open**: smtpsts treats `null`/`\"\"` as absent (receiver leniency); rejecting is defensible"),
+    "RPT-JSON-13": (
+        "rfc8460.txt",
+        '"total-successful-session-count"',
+        "**open**: the counts are required; parsedmarc rejects a report without them, smtpsts reads them as 0 (receiver leniency)",
+    ),
+    "RPT-JSON-19": (
+        "rfc8460.txt",
+        '"policy-domain": domain',
+        '**open**: smtpsts treats `null`/`""` as absent (receiver leniency); rejecting is defensible',
+    ),
     "RPT-JSON-20": ("rfc8460.txt", '"organization-name": organization-name', SMTPSTS),
-    "RPT-JSON-23": ("rfc8460.txt", '"policy-domain": domain', "**open**: receiver leniency (smtpsts) against strictness (peer)"),
-    "RPT-JSON-24": ("rfc8460.txt", '"start-datetime": date-time', "**representation**: parsedmarc keeps the datetime text, the vectors normalise it to UTC `Z`; the instants are the same (a leap second or lowercase `t` is valid RFC 3339)"),
+    "RPT-JSON-23": (
+        "rfc8460.txt",
+        '"policy-domain": domain',
+        "**open**: receiver leniency (smtpsts) against strictness (peer)",
+    ),
+    "RPT-JSON-24": (
+        "rfc8460.txt",
+        '"start-datetime": date-time',
+        "**representation**: parsedmarc keeps the datetime text, the vectors normalise it to UTC `Z`; the instants are the same (a leap second or lowercase `t` is valid RFC 3339)",
+    ),
     "RPT-JSON-25": ("rfc8460.txt", '"policy-type": policy-type', "**open**: receiver leniency"),
-    "RPT-JSON-26": ("rfc8460.txt", '"policy-string"', "**representation**: a Microsoft quirk that smtpsts unwraps"),
-    "RPT-JSON-27": ("rfc8460.txt", '"mx-host": "*.mail.company-y.example"', "**smtpsts** (the RFC's own Appendix B example, with `mx-host`)"),
-    "RPT-SEND-04": ("rfc8460.txt", 'multipart/report; report-type="tlsrpt"', "**open**: the mail uses the non-standard `application/tlsrpt` part that smtpsts also accepts"),
+    "RPT-JSON-26": (
+        "rfc8460.txt",
+        '"policy-string"',
+        "**representation**: a Microsoft quirk that smtpsts unwraps",
+    ),
+    "RPT-JSON-27": (
+        "rfc8460.txt",
+        '"mx-host": "*.mail.company-y.example"',
+        "**smtpsts** (the RFC's own Appendix B example, with `mx-host`)",
+    ),
+    "RPT-SEND-04": (
+        "rfc8460.txt",
+        'multipart/report; report-type="tlsrpt"',
+        "**open**: the mail uses the non-standard `application/tlsrpt` part that smtpsts also accepts",
+    ),
 }
 
 
@@ -185,7 +335,13 @@ def run_all(json_dir: Path | None) -> list[tuple[str, str, str, list[vectors.Cas
 
 
 def _as_dict(r: vectors.CaseResult) -> dict[str, Any]:
-    return {"group": r.group, "id": r.case_id, "ok": r.ok, "unsupported": r.unsupported, "message": r.message}
+    return {
+        "group": r.group,
+        "id": r.case_id,
+        "ok": r.ok,
+        "unsupported": r.unsupported,
+        "message": r.message,
+    }
 
 
 def render(runs: list[tuple[str, str, str, list[vectors.CaseResult] | None]]) -> str:
@@ -197,7 +353,7 @@ def render(runs: list[tuple[str, str, str, list[vectors.CaseResult] | None]]) ->
         "<!-- generated by tools/interop_report.py; do not edit by hand -->",
         "",
         "Every adapter in `interop/` ran over the shipped vectors with",
-        "`smtpsts vectors run --exec` ({doc}`vectors`, \"Running the vectors against another implementation\").",
+        '`smtpsts vectors run --exec` ({doc}`vectors`, "Running the vectors against another implementation").',
         "A case is *agreed* when the answer matches every member of `expect` the implementation gives",
         "(members it does not model are not compared), *disagreed* when it does not, and *unsupported*",
         "when the implementation does not do that case (a group it lacks, smtpsts's lenient mode, an",
@@ -220,15 +376,28 @@ def render(runs: list[tuple[str, str, str, list[vectors.CaseResult] | None]]) ->
         u = sum(c["unsupported"] for c in counts.values())
         share = f"{100 * a / (a + d):.1f}%" if a + d else "-"
         out.append(f"| {key} | {version} | {a} | {d} | {u} | {share} |")
-    out += ["", "## Per group", "", "Cells are agreed / disagreed / unsupported; groups no peer does are left out.", ""]
-    groups = [g for g in vectors.GROUPS if any(r and any(x.group == g and not x.unsupported for x in r) for *_, r in runs[1:])]
+    out += [
+        "",
+        "## Per group",
+        "",
+        "Cells are agreed / disagreed / unsupported; groups no peer does are left out.",
+        "",
+    ]
+    groups = [
+        g
+        for g in vectors.GROUPS
+        if any(r and any(x.group == g and not x.unsupported for x in r) for *_, r in runs[1:])
+    ]
     out.append("| implementation | " + " | ".join(groups) + " |")
     out.append("|---|" + "---|" * len(groups))
     for key, _title, _version, results in runs:
         if results is None:
             continue
         counts = protocol.tally(results)
-        cells = [f"{counts[g]['agreed']} / {counts[g]['disagreed']} / {counts[g]['unsupported']}" for g in groups]
+        cells = [
+            f"{counts[g]['agreed']} / {counts[g]['disagreed']} / {counts[g]['unsupported']}"
+            for g in groups
+        ]
         out.append(f"| {key} | " + " | ".join(cells) + " |")
     for key, title, version, results in runs:
         out += ["", f"## {title} {version}", ""]
@@ -242,12 +411,18 @@ def render(runs: list[tuple[str, str, str, list[vectors.CaseResult] | None]]) ->
         if not classes:
             out.append("Agrees with every case it was judged on.")
             continue
-        out.append(f"{sum(len(v) for v in classes.values())} disagreements in {len(classes)} classes.")
+        out.append(
+            f"{sum(len(v) for v in classes.values())} disagreements in {len(classes)} classes."
+        )
         for (group, ident), members in sorted(classes.items()):
-            smallest = min(members, key=lambda r: len(_short(_input(cases[(group, r.case_id)]), 10**6)))
+            smallest = min(
+                members, key=lambda r: len(_short(_input(cases[(group, r.case_id)]), 10**6))
+            )
             case = cases[(group, smallest.case_id)]
             file, phrase, verdict = VERDICTS.get(ident, ("", "", "not reviewed"))
-            ids = ", ".join(f"`{m.case_id}`" for m in members[:6]) + (" ..." if len(members) > 6 else "")
+            ids = ", ".join(f"`{m.case_id}`" for m in members[:6]) + (
+                " ..." if len(members) > 6 else ""
+            )
             out += [
                 "",
                 f"### {group}: {ident} ({len(members)})",
@@ -270,10 +445,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "interop.md")
     parser.add_argument("--json", type=Path, help="also write each implementation's results here")
-    parser.add_argument("--npm-install", action="store_true", help="npm install mailauth into interop/node first")
+    parser.add_argument(
+        "--npm-install", action="store_true", help="npm install mailauth into interop/node first"
+    )
     args = parser.parse_args()
     if args.npm_install:
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=INTEROP / "node", check=True, timeout=300)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund"],
+            cwd=INTEROP / "node",
+            check=True,
+            timeout=300,
+        )
     runs = run_all(args.json)
     args.out.write_text(render(runs), encoding="utf-8")
     for key, _title, version, results in runs:
@@ -281,7 +463,9 @@ def main() -> int:
             print(f"{key}: not run")
             continue
         counts = protocol.tally(results)
-        totals = {k: sum(c[k] for c in counts.values()) for k in ("agreed", "disagreed", "unsupported")}
+        totals = {
+            k: sum(c[k] for c in counts.values()) for k in ("agreed", "disagreed", "unsupported")
+        }
         print(f"{key} {version}: {totals}")
     return 0
 
