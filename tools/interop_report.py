@@ -399,7 +399,7 @@ def render(runs: list[tuple[str, str, str, list[vectors.CaseResult] | None]]) ->
             for g in groups
         ]
         out.append(f"| {key} | " + " | ".join(cells) + " |")
-    for key, title, version, results in runs:
+    for _key, title, version, results in runs:
         out += ["", f"## {title} {version}", ""]
         if results is None:
             out.append("Not run: the peer is not installed here.")
