@@ -507,3 +507,28 @@ def test_mailauth_adapter_runs(mailauth_installed):
         answered,
         crashed,
     )
+
+
+class TestOwnAnswerInProcess:
+    def test_own_answer_gives_results_and_errors(self):
+        """own_answer is what the smtpsts adapter sends: a result, or the error class with its reason."""
+        case = next(c for c in vectors.load("sts-policy") if c["id"] == "pol-empty")
+        answer = vectors.own_answer("sts-policy", case)
+        assert ("PolicySyntaxError", "empty-policy") == (answer.error, answer.reason)
+        assert {"error": "E"} == Answer(error="E").to_json()
+
+    @pytest.mark.parametrize(
+        ("group", "missing"),
+        [
+            ("decision", "verdicts"),
+            ("delivery-walk", "attempts"),
+            ("policy-machine", "store"),
+            ("tlsrpt-report", "contact-info"),
+        ],
+    )
+    def test_members_left_out_are_omitted(self, group, missing):
+        """A protocol answer may leave a member out: it is listed as omitted, the rest still compared."""
+        case = next(c for c in vectors.load(group) if "expect" in c and missing in c["expect"])
+        result = {k: v for k, v in vectors.own_answer(group, case).result.items() if k != missing}
+        r = vectors.judge_answer(group, case, Answer(result=result))
+        assert (True, (missing,)) == (r.ok, r.omitted)
