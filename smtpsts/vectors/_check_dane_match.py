@@ -10,29 +10,74 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from smtpsts.dane import TLSARecord, TLSASyntaxError, match_tlsa
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.dane import TLSARecord, match_tlsa
+from smtpsts.vectors import Answer, Comparison, answer_from, case_input, error_of
 
-__all__ = ["check"]
-
-
-def _compare(case: Mapping[str, Any], got: Mapping[str, Any], detail: str) -> None:
-    for key, want in case["expect"].items():
-        if got.get(key) != want:
-            raise VectorMismatch(f"expected {key} {want!r}, got {got.get(key)!r} ({detail})")
+__all__ = ["check", "compute", "judge"]
 
 
-def _check_record(case: Mapping[str, Any], text: str) -> None:
-    try:
-        record = TLSARecord.from_text(text)
-    except TLSASyntaxError as e:
-        if case.get("error") != "TLSASyntaxError":
-            raise VectorMismatch(f"expected a record, got {e!r}") from None
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Parse one TLSA record, or match a TLSA RRset against a PEM chain.
+
+    Args:
+        case: One ``dane-match`` case.
+
+    Returns:
+        ``{"usable", "to_text"}`` for a record; ``{"ok", "authenticated",
+        "usable", "result_type", "reason", "matched", "identity",
+        "chain_length"}`` for a match; both with ``detail`` (words, never
+        compared).
+
+    Raises:
+        smtpsts.exceptions.TLSASyntaxError: The record does not parse.
+    """
+    data = case_input(case)
+    if "record" in data:
+        record = TLSARecord.from_text(data["record"])
+        return {
+            "usable": record.usable,
+            "to_text": record.to_text(),
+            "detail": record.unusable_reason or "usable",
+        }
+    options = case.get("options", {})
+    result = match_tlsa(
+        data["records"],
+        [p.encode() for p in data["chain"]],
+        names=data["names"],
+        now=datetime.fromisoformat(data["now"]),
+        dane_ta_cn_fallback=bool(options.get("dane_ta_cn_fallback", True)),
+    )
+    return {
+        "ok": result.ok,
+        "authenticated": result.authenticated,
+        "usable": result.usable,
+        "result_type": None if result.result_type is None else result.result_type.value,
+        "reason": result.reason,
+        "matched": None if result.matched is None else result.matched.to_text(),
+        "identity": result.identity,
+        "chain_length": len(result.chain),
+        "detail": result.detail,
+    }
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer with the case's ``error`` or the members ``expect`` gives.
+
+    Args:
+        case: One ``dane-match`` case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    if error_of(case, answer, "a record"):
         return
-    if "error" in case:
-        raise VectorMismatch(f"expected {case['error']}, got {record!r}")
-    got = {"usable": record.usable, "to_text": record.to_text()}
-    _compare(case, got, record.unusable_reason or "usable")
+    got = answer.result
+    detail = str(got.get("detail", "")) if isinstance(got, Mapping) else ""
+    comparison.members(case["expect"], got, detail=detail)
 
 
 def check(case: Mapping[str, Any]) -> None:
@@ -43,28 +88,6 @@ def check(case: Mapping[str, Any]) -> None:
         case: One ``dane-match`` case.
 
     Raises:
-        VectorMismatch: The outcome differs from the case.
+        smtpsts.vectors.VectorMismatch: The outcome differs from the case.
     """
-    data = case_input(case)
-    if "record" in data:
-        _check_record(case, data["record"])
-        return
-    options = case.get("options", {})
-    result = match_tlsa(
-        data["records"],
-        [p.encode() for p in data["chain"]],
-        names=data["names"],
-        now=datetime.fromisoformat(data["now"]),
-        dane_ta_cn_fallback=bool(options.get("dane_ta_cn_fallback", True)),
-    )
-    got = {
-        "ok": result.ok,
-        "authenticated": result.authenticated,
-        "usable": result.usable,
-        "result_type": None if result.result_type is None else result.result_type.value,
-        "reason": result.reason,
-        "matched": None if result.matched is None else result.matched.to_text(),
-        "identity": result.identity,
-        "chain_length": len(result.chain),
-    }
-    _compare(case, got, result.detail)
+    judge(case, answer_from(compute, case), Comparison())

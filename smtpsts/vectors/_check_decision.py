@@ -33,10 +33,12 @@ from smtpsts.decision import (
 )
 from smtpsts.policy import Mode, Policy
 from smtpsts.tlsrpt.session import PolicyInfo, SessionResult
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import Answer, Comparison, answer_from, case_input, error_of
 
 __all__ = [
     "check",
+    "compute",
+    "judge",
     "observation_from_json",
     "outcome_from_json",
     "plan_to_json",
@@ -214,6 +216,38 @@ def run_case(data: Mapping[str, Any]) -> dict[str, Any]:
     return {"plan": plan_to_json(planned), "verdicts": tried, "defer": final is not None}
 
 
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Run one ``decision`` case (:func:`run_case` on its input).
+
+    Args:
+        case: The vector case.
+
+    Returns:
+        ``{"plan", "verdicts", "defer"}``.
+    """
+    return run_case(case_input(case))
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer's plan, verdicts and defer with the case's.
+
+    Args:
+        case: The vector case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        VectorMismatch: The answer disagrees with the case.
+    """
+    error_of(case, answer, "a delivery")
+    expect, got = case["expect"], answer.result
+    for key in ("plan", "verdicts", "defer"):
+        if comparison.present(key, got, key):
+            comparison.value(key, expect[key], got[key])
+
+
 def check(case: Mapping[str, Any]) -> None:
     """
     Run one ``decision`` case.
@@ -224,8 +258,4 @@ def check(case: Mapping[str, Any]) -> None:
     Raises:
         VectorMismatch: This implementation disagrees with the case.
     """
-    got = run_case(case_input(case))
-    expect = case["expect"]
-    for key in ("plan", "verdicts", "defer"):
-        if expect[key] != got[key]:
-            raise VectorMismatch(f"{key}: expected {expect[key]!r}, got {got[key]!r}")
+    judge(case, answer_from(compute, case), Comparison())

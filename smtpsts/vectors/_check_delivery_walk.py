@@ -20,10 +20,17 @@ from smtpsts.dane import TLSARecord
 from smtpsts.decision import MXHost, Precedence
 from smtpsts.delivery import Request, WalkResult
 from smtpsts.tlsrpt.session import SessionResult
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import (
+    Answer,
+    Comparison,
+    VectorMismatch,
+    answer_from,
+    case_input,
+    error_of,
+)
 from smtpsts.vectors._check_decision import observation_from_json, outcome_from_json
 
-__all__ = ["answer_from_json", "check", "request_to_json", "run_case"]
+__all__ = ["answer_from_json", "check", "compute", "judge", "request_to_json", "run_case"]
 
 _COMPARED = ("requests", "status", "reason", "verdict", "attempts", "sessions")
 _VERDICTS = {"Deliver": "deliver", "DeliverAndReport": "deliver-and-report", "SkipMX": "skip"}
@@ -189,6 +196,43 @@ def run_case(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Play one ``delivery-walk`` trace (:func:`run_case` on its input).
+
+    Args:
+        case: The vector case.
+
+    Returns:
+        ``{"requests", "status", "reason", "verdict", "attempts", "sessions"}``.
+
+    Raises:
+        VectorMismatch: The walk asked for more than the scripted answers,
+            or left some unused.
+    """
+    return run_case(case_input(case))
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer's trace with the case's ``expect``.
+
+    Args:
+        case: The vector case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        VectorMismatch: A request, the status, reason, verdict, an attempt or
+            a session differs.
+    """
+    error_of(case, answer, "a walk")
+    expect, got = case["expect"], answer.result
+    for key in _COMPARED:
+        if comparison.present(key, got, key):
+            comparison.value(key, expect[key], got[key])
+
+
 def check(case: Mapping[str, Any]) -> None:
     """
     Play one ``delivery-walk`` trace and compare it with the case's ``expect``.
@@ -200,8 +244,4 @@ def check(case: Mapping[str, Any]) -> None:
         VectorMismatch: A request, the status, reason, verdict, an attempt or
             a session differs.
     """
-    got, expect = run_case(case_input(case)), case["expect"]
-    differ = [key for key in _COMPARED if expect[key] != got[key]]
-    if differ:
-        key = differ[0]
-        raise VectorMismatch(f"{key}: expected {expect[key]!r}, got {got[key]!r}")
+    judge(case, answer_from(compute, case), Comparison())

@@ -9,36 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smtpsts.exceptions import ParseError
 from smtpsts.mx import MXPattern, MXPatternSet
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import (
+    Answer,
+    Comparison,
+    VectorMismatch,
+    answer_from,
+    case_input,
+    error_of,
+)
 
-__all__ = ["check"]
-
-
-def _check_parse(case: Mapping[str, Any], text: str, lenient: bool) -> None:
-    try:
-        pattern = MXPattern.from_text(text, lenient=lenient)
-    except ParseError as e:
-        if "error" not in case:
-            raise VectorMismatch(f"expected a pattern, got {e!r}") from None
-        if type(e).__name__ != case["error"]:
-            raise VectorMismatch(f"expected {case['error']}, got {e!r}") from None
-        return
-    if "error" in case:
-        raise VectorMismatch(f"expected {case['error']}, got {pattern!r}")
-    got = {
-        "host": pattern.host,
-        "wildcard": pattern.wildcard,
-        "text": pattern.text,
-        "str": str(pattern),
-    }
-    for key, want in case["expect"].items():
-        if got.get(key) != want:
-            raise VectorMismatch(f"expected {key} {want!r}, got {got.get(key)!r}")
+__all__ = ["check", "compute", "judge"]
 
 
-def _check_match(case: Mapping[str, Any], patterns: list[str], host: str, lenient: bool) -> None:
+def _match(patterns: list[str], host: str, lenient: bool) -> dict[str, Any]:
     parsed = [MXPattern.from_text(p, lenient=lenient) for p in patterns]
     together = MXPatternSet(parsed).matches(host)
     one_by_one = any(p.matches(host) for p in parsed)
@@ -46,9 +30,53 @@ def _check_match(case: Mapping[str, Any], patterns: list[str], host: str, lenien
         raise VectorMismatch(
             f"MXPatternSet says {together}, the patterns one by one say {one_by_one}"
         )
-    want = case["expect"]["match"]
-    if together != want:
-        raise VectorMismatch(f"expected match {want!r}, got {together!r}")
+    return {"match": together}
+
+
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Parse a pattern, or match a host against patterns (set and one by one).
+
+    Args:
+        case: One ``mx-match`` case.
+
+    Returns:
+        ``{"host", "wildcard", "text", "str"}`` for a pattern, ``{"match"}``
+        for a match.
+
+    Raises:
+        smtpsts.exceptions.PolicySyntaxError: The pattern does not parse.
+        smtpsts.vectors.VectorMismatch: The pattern set and the single
+            patterns disagree (STS-MX-09).
+    """
+    data = case_input(case)
+    lenient = bool(case.get("options", {}).get("lenient", False))
+    if "pattern" not in data:
+        return _match(data["patterns"], data["host"], lenient)
+    pattern = MXPattern.from_text(data["pattern"], lenient=lenient)
+    return {
+        "host": pattern.host,
+        "wildcard": pattern.wildcard,
+        "text": pattern.text,
+        "str": str(pattern),
+    }
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer with the case's ``expect`` or ``error``.
+
+    Args:
+        case: One ``mx-match`` case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    if error_of(case, answer, "a pattern"):
+        return
+    comparison.members(case["expect"], answer.result)
 
 
 def check(case: Mapping[str, Any]) -> None:
@@ -59,11 +87,6 @@ def check(case: Mapping[str, Any]) -> None:
         case: One ``mx-match`` case.
 
     Raises:
-        VectorMismatch: The outcome differs from the case.
+        smtpsts.vectors.VectorMismatch: The outcome differs from the case.
     """
-    data = case_input(case)
-    lenient = bool(case.get("options", {}).get("lenient", False))
-    if "pattern" in data:
-        _check_parse(case, data["pattern"], lenient)
-    else:
-        _check_match(case, data["patterns"], data["host"], lenient)
+    judge(case, answer_from(compute, case), Comparison())

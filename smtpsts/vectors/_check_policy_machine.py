@@ -27,9 +27,24 @@ from smtpsts.actions import (
     TXTNotFound,
 )
 from smtpsts.cache import CacheEntry, PolicyConfig, PolicyOutcome, PolicyResolution
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import (
+    Answer,
+    Comparison,
+    VectorMismatch,
+    answer_from,
+    case_input,
+    error_of,
+)
 
-__all__ = ["action_to_json", "check", "outcome_to_json", "result_from_json", "store_to_json"]
+__all__ = [
+    "action_to_json",
+    "check",
+    "compute",
+    "judge",
+    "outcome_to_json",
+    "result_from_json",
+    "store_to_json",
+]
 
 
 def _time(value: datetime | None) -> str | None:
@@ -135,20 +150,19 @@ def store_to_json(resolved: Resolved) -> Any:
     return json.loads(resolved.store.to_json())
 
 
-def _compare(what: str, expected: Any, actual: Any) -> None:
-    if expected != actual:
-        raise VectorMismatch(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-def check(case: Mapping[str, Any]) -> None:
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
     """
-    Run one ``policy-machine`` case.
+    Run one ``policy-machine`` scenario, answering the machine from the script.
 
     Args:
         case: The vector case.
 
+    Returns:
+        ``{"actions", "outcome", "store"}``.
+
     Raises:
-        VectorMismatch: This implementation disagrees with the case.
+        VectorMismatch: The machine asked for more than the scripted
+            results, or left some unused.
     """
     data = case_input(case)
     cached = data.get("cached")
@@ -170,9 +184,42 @@ def check(case: Mapping[str, Any]) -> None:
         if not results:
             raise VectorMismatch(f"machine asked for {actions[-1]} beyond the scripted results")
         machine.receive(results.pop(0))
-    expect = case["expect"]
-    _compare("actions", expect["actions"], actions)
     if results:
         raise VectorMismatch(f"machine finished with {len(results)} result(s) unused")
-    _compare("outcome", expect["outcome"], outcome_to_json(action.outcome))
-    _compare("store", expect["store"], store_to_json(action))
+    return {
+        "actions": actions,
+        "outcome": outcome_to_json(action.outcome),
+        "store": store_to_json(action),
+    }
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer's actions, outcome and store operation with the case's.
+
+    Args:
+        case: The vector case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        VectorMismatch: The answer disagrees with the case.
+    """
+    error_of(case, answer, "an outcome")
+    expect, got = case["expect"], answer.result
+    for key in ("actions", "outcome", "store"):
+        if comparison.present(key, got, key):
+            comparison.value(key, expect[key], got[key])
+
+
+def check(case: Mapping[str, Any]) -> None:
+    """
+    Run one ``policy-machine`` case.
+
+    Args:
+        case: The vector case.
+
+    Raises:
+        VectorMismatch: This implementation disagrees with the case.
+    """
+    judge(case, answer_from(compute, case), Comparison())

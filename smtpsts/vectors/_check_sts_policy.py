@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smtpsts.exceptions import ParseError
 from smtpsts.policy import Policy
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import Answer, Comparison, answer_from, case_input, error_of
 
-__all__ = ["check", "describe"]
+__all__ = ["check", "compute", "describe", "judge"]
 
 
 def describe(policy: Policy) -> dict[str, Any]:
@@ -39,6 +38,40 @@ def describe(policy: Policy) -> dict[str, Any]:
     }
 
 
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Parse the case's body with :meth:`smtpsts.policy.Policy.from_text`.
+
+    Args:
+        case: One ``sts-policy`` case.
+
+    Returns:
+        The policy, described (:func:`describe`).
+
+    Raises:
+        smtpsts.exceptions.PolicySyntaxError: The body is not a valid policy.
+    """
+    lenient = bool(case.get("options", {}).get("lenient", False))
+    return describe(Policy.from_text(case_input(case), lenient=lenient))
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer with the case's ``expect`` or ``error`` (and ``reason``).
+
+    Args:
+        case: One ``sts-policy`` case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    if error_of(case, answer, "a policy"):
+        return
+    comparison.members(case["expect"], answer.result)
+
+
 def check(case: Mapping[str, Any]) -> None:
     """
     Parse the case's body and compare with ``expect`` or ``error``.
@@ -47,24 +80,6 @@ def check(case: Mapping[str, Any]) -> None:
         case: One ``sts-policy`` case.
 
     Raises:
-        VectorMismatch: The outcome differs from the case.
+        smtpsts.vectors.VectorMismatch: The outcome differs from the case.
     """
-    lenient = bool(case.get("options", {}).get("lenient", False))
-    try:
-        policy = Policy.from_text(case_input(case), lenient=lenient)
-    except ParseError as e:
-        if "error" not in case:
-            raise VectorMismatch(f"expected a policy, got {e!r}") from None
-        if type(e).__name__ != case["error"]:
-            raise VectorMismatch(f"expected {case['error']}, got {e!r}") from None
-        if "reason" in case and e.reason != case["reason"]:
-            raise VectorMismatch(f"expected reason {case['reason']!r}, got {e!r}") from None
-        return
-    if "error" in case:
-        raise VectorMismatch(f"expected {case['error']}, got {policy!r}")
-    got = describe(policy)
-    for key, want in case["expect"].items():
-        if key not in got:
-            raise VectorMismatch(f"unknown expect key {key!r}")
-        if got[key] != want:
-            raise VectorMismatch(f"expected {key} {want!r}, got {got[key]!r}")
+    judge(case, answer_from(compute, case), Comparison())

@@ -12,21 +12,67 @@ from collections.abc import Mapping
 from typing import Any
 
 from smtpsts.record import STSRecord, select_sts_record
-from smtpsts.vectors._txt_record_cases import check as check_record_case
+from smtpsts.vectors import Answer, Comparison, answer_from
+from smtpsts.vectors import _txt_record_cases as _cases
 from smtpsts.vectors._txt_record_cases import compare, rrset_from_json
 
-__all__ = ["check", "rrset_from_json"]
+__all__ = ["check", "compute", "describe", "judge", "rrset_from_json"]
+
+_MEMBERS = (("id", None), ("extensions", None), ("to_text", None), ("lenient", False))
 
 
-def _check_record(expect: Mapping[str, Any], record: STSRecord) -> None:
-    compare("id", expect["id"], record.id)
-    compare(
-        "extensions", [list(p) for p in expect["extensions"]], [list(p) for p in record.extensions]
-    )
-    compare("to_text", expect["to_text"], record.to_text())
-    compare("lenient", expect.get("lenient", False), record.lenient)
-    # STS-REC-18: what the serializer writes parses back to the same record.
+def describe(record: STSRecord) -> dict[str, Any]:
+    """
+    Describe a record in the ``expect`` vocabulary.
+
+    Args:
+        record: The parsed record.
+
+    Returns:
+        ``{"id", "extensions", "to_text", "lenient"}``.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: What the serializer writes does not
+            parse back to the same id (STS-REC-18).
+    """
     compare("re-parsed to_text", record.id, STSRecord.from_text(record.to_text()).id)
+    return {
+        "id": record.id,
+        "extensions": [list(p) for p in record.extensions],
+        "to_text": record.to_text(),
+        "lenient": record.lenient,
+    }
+
+
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Run one ``sts-record`` case on :mod:`smtpsts.record`.
+
+    Args:
+        case: The case.
+
+    Returns:
+        The record or the selection, described.
+
+    Raises:
+        smtpsts.exceptions.RecordSyntaxError: The record does not parse.
+    """
+    return _cases.compute(case, STSRecord.from_text, select_sts_record, describe)
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer with an ``sts-record`` case.
+
+    Args:
+        case: The case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    _cases.judge(case, answer, comparison, _MEMBERS)
 
 
 def check(case: Mapping[str, Any]) -> None:
@@ -39,4 +85,4 @@ def check(case: Mapping[str, Any]) -> None:
     Raises:
         smtpsts.vectors.VectorMismatch: This implementation disagrees.
     """
-    check_record_case(case, STSRecord.from_text, select_sts_record, _check_record)
+    judge(case, answer_from(compute, case), Comparison())

@@ -18,10 +18,19 @@ from smtpsts.tlsrpt.record import (
     TLSRPTRecord,
     select_tlsrpt_record,
 )
-from smtpsts.vectors._txt_record_cases import check as check_record_case
+from smtpsts.vectors import Answer, Comparison, answer_from
+from smtpsts.vectors import _txt_record_cases as _cases
 from smtpsts.vectors._txt_record_cases import compare
 
-__all__ = ["check"]
+__all__ = ["check", "compute", "describe", "judge"]
+
+_MEMBERS = (
+    ("rua", None),
+    ("extensions", None),
+    ("to_text", None),
+    ("lenient", False),
+    ("endpoints", None),
+)
 
 
 def _endpoint_json(endpoint: Endpoint) -> dict[str, str]:
@@ -32,16 +41,59 @@ def _endpoint_json(endpoint: Endpoint) -> dict[str, str]:
     return {"kind": "unusable", "uri": endpoint.uri}
 
 
-def _check_record(expect: Mapping[str, Any], record: TLSRPTRecord) -> None:
-    compare("rua", expect["rua"], list(record.rua))
-    compare(
-        "extensions", [list(p) for p in expect["extensions"]], [list(p) for p in record.extensions]
-    )
-    compare("to_text", expect["to_text"], record.to_text())
-    compare("lenient", expect.get("lenient", False), record.lenient)
-    compare("endpoints", expect["endpoints"], [_endpoint_json(e) for e in record.endpoints])
-    # What the serializer writes parses back to the same URIs.
+def describe(record: TLSRPTRecord) -> dict[str, Any]:
+    """
+    Describe a record in the ``expect`` vocabulary.
+
+    Args:
+        record: The parsed record.
+
+    Returns:
+        ``{"rua", "extensions", "to_text", "lenient", "endpoints"}``.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: What the serializer writes does not
+            parse back to the same URIs.
+    """
     compare("re-parsed to_text", record.rua, TLSRPTRecord.from_text(record.to_text()).rua)
+    return {
+        "rua": list(record.rua),
+        "extensions": [list(p) for p in record.extensions],
+        "to_text": record.to_text(),
+        "lenient": record.lenient,
+        "endpoints": [_endpoint_json(e) for e in record.endpoints],
+    }
+
+
+def compute(case: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Run one ``tlsrpt-record`` case on :mod:`smtpsts.tlsrpt.record`.
+
+    Args:
+        case: The case.
+
+    Returns:
+        The record or the selection, described.
+
+    Raises:
+        smtpsts.exceptions.TLSRPTRecordSyntaxError: The record does not parse.
+    """
+    return _cases.compute(case, TLSRPTRecord.from_text, select_tlsrpt_record, describe)
+
+
+def judge(case: Mapping[str, Any], answer: Answer, comparison: Comparison) -> None:
+    """
+    Compare an answer with a ``tlsrpt-record`` case.
+
+    Args:
+        case: The case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    _cases.judge(case, answer, comparison, _MEMBERS)
 
 
 def check(case: Mapping[str, Any]) -> None:
@@ -54,4 +106,4 @@ def check(case: Mapping[str, Any]) -> None:
     Raises:
         smtpsts.vectors.VectorMismatch: This implementation disagrees.
     """
-    check_record_case(case, TLSRPTRecord.from_text, select_tlsrpt_record, _check_record)
+    judge(case, answer_from(compute, case), Comparison())

@@ -4,19 +4,19 @@ What the ``sts-record`` and ``tlsrpt-record`` checkers share (RFC 8461 §3.1, RF
 Both groups have the same ``input`` shapes (a record text, its bytes, a lenient
 ``{"text"}`` or an ``{"rrset"}`` to select from, docs/vectors/sts-record.md) and the
 same ``expect`` shape for a selection; only the record's own members differ, so each
-checker passes its parser, selection function and record comparison to :func:`check`.
+checker passes its parser, selection function and record description to
+:func:`compute`, and its record members to :func:`judge`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from smtpsts import exceptions
 from smtpsts._txt import Selection
-from smtpsts.vectors import VectorMismatch, case_input
+from smtpsts.vectors import Answer, Comparison, VectorMismatch, case_input
 
-__all__ = ["check", "compare", "rrset_from_json"]
+__all__ = ["compare", "compute", "judge", "rrset_from_json"]
 
 R = TypeVar("R")
 
@@ -54,57 +54,91 @@ def rrset_from_json(items: list[Any]) -> list[str | tuple[bytes, ...]]:
     ]
 
 
-def _parse(
-    text: str | bytes,
-    case: Mapping[str, Any],
-    parse: Callable[..., R],
-    check_record: Callable[[Mapping[str, Any], R], None],
-    *,
-    lenient: bool,
-) -> None:
-    if "error" in case:
-        try:
-            record = parse(text, lenient=lenient)
-        except exceptions.ParseError as e:
-            compare("error", case["error"], type(e).__name__)
-            return
-        raise VectorMismatch(f"error: expected {case['error']}, got {record!r}")
-    check_record(case["expect"], parse(text, lenient=lenient))
-
-
-def check(
+def compute(
     case: Mapping[str, Any],
     parse: Callable[..., R],
     select: Callable[..., Selection[R, Any]],
-    check_record: Callable[[Mapping[str, Any], R], None],
-) -> None:
+    describe: Callable[[R], dict[str, Any]],
+) -> dict[str, Any]:
     """
-    Check one record case: a parse (strict or lenient) or an RRset selection.
+    Run one record case: a parse (strict or lenient) or an RRset selection.
 
     Args:
         case: The case.
         parse: The record class's ``from_text`` (takes ``lenient=``).
         select: The selection function (takes the RRset and ``lenient=``).
-        check_record: Compares an ``expect`` record with a parsed record.
+        describe: Describes a parsed record in the ``expect`` vocabulary.
+
+    Returns:
+        The record described, or ``{"status", "candidates", "record"}`` for a
+        selection (``record`` described, or ``None``).
 
     Raises:
-        smtpsts.vectors.VectorMismatch: This implementation disagrees.
+        smtpsts.exceptions.ParseError: The record does not parse.
     """
     value = case_input(case)
     if not isinstance(value, dict):
-        _parse(value, case, parse, check_record, lenient=False)
-        return
+        return describe(parse(value, lenient=False))
     lenient = value.get("lenient", False)
     if "rrset" not in value:
-        _parse(value["text"], case, parse, check_record, lenient=lenient)
-        return
+        return describe(parse(value["text"], lenient=lenient))
     selection = select(rrset_from_json(value["rrset"]), lenient=lenient)
-    expect = case["expect"]
-    compare("status", expect["status"], selection.status.value)
-    compare("candidates", expect["candidates"], selection.candidates)
-    if expect["record"] is None:
-        compare("record", None, selection.record)
-    elif selection.record is None:
-        raise VectorMismatch(f"record: expected {expect['record']!r}, got None")
+    return {
+        "status": selection.status.value,
+        "candidates": selection.candidates,
+        "record": None if selection.record is None else describe(selection.record),
+    }
+
+
+def _record(
+    expect: Mapping[str, Any],
+    got: Any,
+    members: Sequence[tuple[str, Any]],
+    comparison: Comparison,
+    prefix: str,
+) -> None:
+    for key, default in members:
+        want = expect[key] if default is None else expect.get(key, default)
+        if comparison.present(prefix + key, got, key):
+            comparison.value(prefix + key, want, got[key])
+
+
+def judge(
+    case: Mapping[str, Any],
+    answer: Answer,
+    comparison: Comparison,
+    members: Sequence[tuple[str, Any]],
+) -> None:
+    """
+    Compare an answer with a record case's ``expect`` or ``error``.
+
+    Args:
+        case: The case.
+        answer: An implementation's answer.
+        comparison: Keeps count of the members compared.
+        members: The record's ``expect`` members in comparison order, each
+            with its default when the case leaves it out (``None``: required).
+
+    Raises:
+        smtpsts.vectors.VectorMismatch: The answer differs from the case.
+    """
+    if answer.error is not None:
+        if "error" not in case:
+            raise VectorMismatch(f"error: expected a record, got {answer.error}: {answer.detail}")
+        compare("error", case["error"], answer.error)
+        return
+    if "error" in case:
+        raise VectorMismatch(f"error: expected {case['error']}, got {answer.result!r}")
+    value, expect, got = case_input(case), case["expect"], answer.result
+    if not (isinstance(value, dict) and "rrset" in value):
+        _record(expect, got, members, comparison, "")
+        return
+    for key in ("status", "candidates"):
+        if comparison.present(key, got, key):
+            comparison.value(key, expect[key], got[key])
+    if not comparison.present("record", got, "record"):
+        return
+    if expect["record"] is None or got["record"] is None:
+        comparison.value("record", expect["record"], got["record"])
     else:
-        check_record(expect["record"], selection.record)
+        _record(expect["record"], got["record"], members, comparison, "record.")
