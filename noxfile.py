@@ -8,7 +8,8 @@ and with the oldest dependencies on the oldest one found; the other sessions
 run on that oldest one too. With none found they ask for 3.11, which fails.
 
 Sessions: tests (latest and oldest supported dependencies), coverage, lint,
-mypy, docs, docs-doctests, vectors, conformance, build, fuzz-smoke (5,000
+mypy, docs, docs-doctests, vectors, conformance, interop (the vectors against other
+implementations, latest versions), build, fuzz-smoke (5,000
 inputs per fuzz target). Not run by default: fuzz (1,000,000 inputs per
 target; ``nox -s fuzz -- --runs N [TARGET ...]``).
 """
@@ -66,6 +67,9 @@ SERVICE_PACKAGES = {
     "dovecot": "dovecot-imapd",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    # The mailauth adapter of the interop tests (interop/node, npm install at test time).
+    "node": "nodejs",
+    "npm": "npm",
 }
 ADAPTERS = [
     "smtpsts/io/*",
@@ -227,6 +231,22 @@ def conformance(session: nox.Session) -> None:
     """Check docs/conformance.md is current and the foundation groups are fully covered."""
     session.run("python", "tools/conformance.py", "--check", external=True)
     session.run("python", "tools/conformance.py", "--require", *REQUIRED_CONFORMANCE, external=True)
+
+
+@nox.session(python=PYTHON)
+def interop(session: nox.Session) -> None:
+    """Run the vectors against the other implementations (latest versions): docs/interop.md."""
+    _ensure_services(session)
+    _install(session, "tests", "interop")
+    npm = _which("npm")
+    if npm is None:
+        session.error("npm is needed for the mailauth adapter (interop/node)")
+    session.run(
+        npm, "install", "--no-audit", "--no-fund", "--prefix", "interop/node", external=True
+    )
+    out = f"{session.create_tmp()}/interop.md"
+    session.run("python", "tools/interop_report.py", "--out", out)
+    session.log(f"wrote {out}; the committed page is docs/interop.md (regenerate: --out default)")
 
 
 @nox.session(python=PYTHON)

@@ -1,4 +1,3 @@
-# ruff: noqa: INP001 -- interop/ holds standalone programs, not a package
 """
 The request loop the Python adapters share (the protocol of docs/vectors.md).
 
@@ -81,7 +80,7 @@ def answer(handlers: Mapping[str, Handler], request: Mapping[str, Any]) -> dict[
         members = handler(request)
     except Unsupported:
         members = {"unsupported": True}
-    except Exception as e:  # noqa: BLE001 -- the peer crashed on this input: report it
+    except Exception as e:
         members = {"error": "Crash", "detail": f"{type(e).__name__}: {e}"[:500]}
     return {"id": request.get("id"), **members}
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REQUIRE_SERVICES, require_binary
 from smtpsts import vectors
 from smtpsts._cli import main
 from smtpsts.io import peer
 from smtpsts.io.peer import Peer, run_exec
 from smtpsts.vectors import Answer, CaseResult, Comparison, protocol
-from tests.conftest import REQUIRE_SERVICES, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = ROOT / "interop"
@@ -453,6 +453,7 @@ def _require_module(name):
         pytest.skip(msg)
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(
     ("adapter", "module", "groups"),
     [
@@ -495,6 +496,7 @@ def mailauth_installed():
     return shutil.which("node")
 
 
+@pytest.mark.interop
 def test_mailauth_adapter_runs(mailauth_installed):
     """The mailauth adapter answers its groups over the protocol without crashing."""
     results, agreed, crashed = _adapter_results(
