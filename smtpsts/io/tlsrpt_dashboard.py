@@ -60,7 +60,7 @@ import json
 import logging
 import math
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
@@ -99,7 +99,7 @@ MAX_DAYS: Final = 366
 """The widest window a page shows."""
 
 PAGE_SIZE: Final = 50
-"""Reports per page of ``/reports``; quarantined bodies shown (``2 ×``)."""
+"""Reports per page of ``/reports``; quarantined bodies shown (twice that)."""
 
 COOKIE: Final = "smtpsts_dashboard"
 """The cookie a ``?token=`` visit sets."""
@@ -279,7 +279,9 @@ class _Guard:
 
     def _refusal(self, scope: Scope) -> Response | None:
         if scope["method"] not in ("GET", "HEAD"):
-            return _page(405, "Read only", "<p>The dashboard only reads.</p>", "", {"Allow": "GET"})
+            return _page(
+                405, "Read only", "<p>The dashboard only reads.</p>", "", headers={"Allow": "GET"}
+            )
         auth = self.auth
         if not auth.configured:
             if _is_loopback_peer(scope) and is_loopback_host(_header(scope, b"host")):
@@ -325,7 +327,7 @@ class _Guard:
             "Credential needed",
             "<p>This dashboard needs a credential.</p>",
             "",
-            {"WWW-Authenticate": ", ".join(challenges)},
+            headers={"WWW-Authenticate": ", ".join(challenges)},
         )
 
     def _set_cookie(self, request: Request, token: str) -> Response:
@@ -371,13 +373,14 @@ def _page(
     title: str,
     body: str,
     base: str,
-    headers: dict[str, str] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
     here: str = "",
 ) -> HTMLResponse:
     links = (("", "Overview"), ("/reports", "Reports"), ("/quarantine", "Quarantine"))
     nav = "".join(
         f'<a href="{xml_text(base + path + "/" if not path else base + path)}"'
-        f'{" class=" + chr(34) + "here" + chr(34) if here == path else ""}>{label}</a>'
+        f"{' class=' + chr(34) + 'here' + chr(34) if here == path else ''}>{label}</a>"
         for path, label in links
     )
     text = (
@@ -388,6 +391,14 @@ def _page(
         f"<main><h1>{xml_text(title)}</h1>{body}</main></body></html>"
     )
     return HTMLResponse(text, status, headers=headers)
+
+
+@attrs.frozen
+class _View:
+    # What a page is rendered from: the request, the mount path, the window.
+    request: Request
+    base: str
+    days: int
 
 
 class _Pages:
@@ -404,7 +415,7 @@ class _Pages:
         self.page_size = page_size
         self.slots = anyio.CapacityLimiter(4)
 
-    async def run(self, request: Request, render: Callable[[Request, str, int], str]) -> Response:
+    async def run(self, request: Request, render: Callable[[_View], str]) -> Response:
         base = (request.scope.get("root_path", "") or "").rstrip("/")
         days = _days_param(request)
         try:
@@ -419,9 +430,9 @@ class _Pages:
 
     @staticmethod
     def _render(
-        render: Callable[[Request, str, int], str], request: Request, base: str, days: int
+        render: Callable[[_View], str], request: Request, base: str, days: int
     ) -> tuple[str, str]:
-        body = render(request, base, days)
+        body = render(_View(request, base, days))
         title, _, rest = body.partition("\n")
         return title, rest
 
@@ -431,7 +442,8 @@ class _Pages:
 
     # -------------------------------------------------------------- overview
 
-    def overview(self, request: Request, base: str, days: int) -> str:
+    def overview(self, view: _View) -> str:
+        base, days = view.base, view.days
         since, until, first = self._window(days)
         rows = []
         totals = [0, 0]
@@ -449,9 +461,11 @@ class _Pages:
                 f"{_num(len(counts))}<td>{spark}</td></tr>"
             )
         body = [
-            f"<p>The last {days} days ({first.isoformat()} to "
-            f"{(until.date() - timedelta(days=1)).isoformat()}, UTC), counted by the day each"
-            f" report's range starts. {_windows(base + '/', days)}</p>"
+            (
+                f"<p>The last {days} days ({first.isoformat()} to "
+                f"{(until.date() - timedelta(days=1)).isoformat()}, UTC), counted by the day each"
+                f" report's range starts. {_windows(base + '/', days)}</p>"
+            )
         ]
         if rows:
             body.append(
@@ -460,7 +474,7 @@ class _Pages:
                 '<th class="n">Failure rate</th><th class="n">Days with reports</th>'
                 "<th>Per day</th></tr></thead><tbody>"
                 + "".join(rows)
-                + f'</tbody><tfoot><tr><th>All</th>{_num(totals[0])}{_num(totals[1])}'
+                + f"</tbody><tfoot><tr><th>All</th>{_num(totals[0])}{_num(totals[1])}"
                 f"{_rate(*totals)}<td></td><td></td></tr></tfoot></table>"
             )
         else:
@@ -469,7 +483,8 @@ class _Pages:
 
     # -------------------------------------------------------------- domain
 
-    def domain(self, request: Request, base: str, days: int) -> str:
+    def domain(self, view: _View) -> str:
+        request, base, days = view.request, view.base, view.days
         domain = request.path_params["domain"]
         if domain not in self.store.domains():
             raise HTTPException(404, "no reports for this policy domain")
@@ -480,11 +495,14 @@ class _Pages:
         quoted = urllib.parse.quote(domain, safe="")
         reports = f"{base}/reports?domain={quoted}"
         parts = [
-            f'<p id="totals" data-successful="{ok}" data-failed="{failed}">The last {days} days:'
-            f" <b>{ok}</b> successful and <b>{failed}</b> failed sessions"
-            f" ({_rate_text(ok, failed)}). "
-            f'<a href="{xml_text(reports)}">Reports on {xml_text(domain)}</a>. '
-            f"{_windows(f'{base}/domain/{quoted}', days)}</p>",
+            (
+                f'<p id="totals" data-successful="{ok}" data-failed="{failed}">'
+                f"The last {days} days:"
+                f" <b>{ok}</b> successful and <b>{failed}</b> failed sessions"
+                f" ({_rate_text(ok, failed)}). "
+                f'<a href="{xml_text(reports)}">Reports on {xml_text(domain)}</a>. '
+                f"{_windows(f'{base}/domain/{quoted}', days)}</p>"
+            ),
             "<h2>Sessions per day</h2>",
             daily_chart(counts, first, days, title=f"{domain}: sessions per day"),
             _day_table(counts),
@@ -509,7 +527,8 @@ class _Pages:
 
     # -------------------------------------------------------------- reports
 
-    def reports(self, request: Request, base: str, days: int) -> str:
+    def reports(self, view: _View) -> str:
+        request, base = view.request, view.base
         domain = request.query_params.get("domain") or None
         page = _int_param(request, "page", 1, 1, 1_000_000)
         size = self.page_size
@@ -534,7 +553,8 @@ class _Pages:
         parts.append(f'<nav class="pages">Page {page}. {"".join(links)}</nav>')
         return "Reports\n" + "".join(parts)
 
-    def report(self, request: Request, base: str, days: int) -> str:
+    def report(self, view: _View) -> str:
+        request, base = view.request, view.base
         ident = int(request.path_params["id"])
         raw = self.store.raw(ident)
         if raw is None:
@@ -567,7 +587,7 @@ class _Pages:
 
     # -------------------------------------------------------------- quarantine
 
-    def quarantine(self, request: Request, base: str, days: int) -> str:
+    def quarantine(self, view: _View) -> str:  # noqa: ARG002 -- one signature for every page
         limit = 2 * self.page_size
         rows = self.store.quarantined(limit=limit)
         if not rows:
@@ -721,7 +741,7 @@ def build_dashboard(
         raise ValueError("page_size must be at least 1")
     pages = _Pages(store, now, page_size)
 
-    def page(render: Callable[[Request, str, int], str]) -> Callable[[Request], object]:
+    def page(render: Callable[[_View], str]) -> Callable[[Request], object]:
         async def endpoint(request: Request) -> Response:
             return await pages.run(request, render)
 

@@ -135,14 +135,20 @@ def daily_chart(
     bar_w = max(1.0, slot * 0.8)
     label = xml_text(title)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
-        f' aria-label="{label}"><title>{label}</title>',
-        f'<line x1="{left}" y1="{top_margin + plot_h}" x2="{left + plot_w}"'
-        f' y2="{top_margin + plot_h}" stroke="#888"/>',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}"'
+            f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
+            f' aria-label="{label}"><title>{label}</title>'
+        ),
+        (
+            f'<line x1="{left}" y1="{top_margin + plot_h}" x2="{left + plot_w}"'
+            f' y2="{top_margin + plot_h}" stroke="#888"/>'
+        ),
         f'<text x="{left - 6}" y="{top_margin + 4}" text-anchor="end" font-size="11">{top}</text>',
-        f'<text x="{left - 6}" y="{top_margin + plot_h}" text-anchor="end"'
-        ' font-size="11">0</text>',
+        (
+            f'<text x="{left - 6}" y="{top_margin + plot_h}" text-anchor="end"'
+            ' font-size="11">0</text>'
+        ),
     ]
     step = max(1, len(filled) // 6)
     for n, day in enumerate(filled):
@@ -200,9 +206,11 @@ def sparkline(
     slot = width / max(1, len(filled))
     label = xml_text(title)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
-        f' aria-label="{label}"><title>{label}</title>'
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" width="{width}"'
+            f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
+            f' aria-label="{label}"><title>{label}</title>'
+        )
     ]
     for n, day in enumerate(filled):
         ok_h, failed_h = _stack(height, top, day.successful, day.failed)
@@ -238,9 +246,11 @@ def breakdown_chart(rows: Sequence[Breakdown], *, title: str, width: int = 720) 
     top = max((r.successful + r.failed for r in shown), default=0)
     label = xml_text(title)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}"'
-        f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
-        f' aria-label="{label}"><title>{label}</title>'
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}"'
+            f' height="{height}" viewBox="0 0 {width} {height}" role="img"'
+            f' aria-label="{label}"><title>{label}</title>'
+        )
     ]
     for n, row in enumerate(shown):
         y = 4 + n * row_h
