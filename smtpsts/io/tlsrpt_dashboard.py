@@ -191,8 +191,14 @@ class DashboardAuth:
         return self.token is not None or self.user is not None
 
 
-def _same(given: str, secret: str) -> bool:
-    return hmac.compare_digest(given.encode(), secret.encode())
+def _same(given: bytes, secret: str) -> bool:
+    return hmac.compare_digest(given, secret.encode())
+
+
+def _raw(header_value: str) -> bytes:
+    # Starlette decodes header bytes as Latin-1: this gives the bytes back
+    # (a UTF-8 secret arrives as its UTF-8 bytes).
+    return header_value.encode("latin-1")
 
 
 def _cookie_value(token: str) -> str:
@@ -298,13 +304,13 @@ class _Guard:
         scheme = scheme.lower()
         value = value.strip()
         if auth.token is not None:
-            if scheme == "bearer" and _same(value, auth.token):
+            if scheme == "bearer" and _same(_raw(value), auth.token):
                 return None
             cookie = request.cookies.get(COOKIE, "")
-            if cookie and _same(cookie, _cookie_value(auth.token)):
+            if cookie and _same(cookie.encode(), _cookie_value(auth.token)):
                 return None
             offered = request.query_params.get("token")
-            if offered is not None and _same(offered, auth.token):
+            if offered is not None and _same(offered.encode(), auth.token):
                 return self._set_cookie(request, auth.token)
         if auth.user is not None and auth.password is not None and scheme == "basic":
             try:
@@ -313,8 +319,8 @@ class _Guard:
                 decoded = ""
             user, sep, password = decoded.partition(":")
             # Both compared whatever the first says: no timing difference.
-            same_user = _same(user, auth.user)
-            same_password = _same(password, auth.password)
+            same_user = _same(user.encode(), auth.user)
+            same_password = _same(password.encode(), auth.password)
             if sep and same_user and same_password:
                 return None
         challenges = []
