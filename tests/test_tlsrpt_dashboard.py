@@ -21,8 +21,6 @@ import html
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -35,6 +33,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from smtpsts._cli import main
 from smtpsts.exceptions import StoreError
 from smtpsts.io.tlsrpt_dashboard import (
     COOKIE,
@@ -334,7 +333,7 @@ class TestPages:
         raw = store.raw(1)
         _, _, page = mounted.get("/report/1")
         shown = html.unescape(page.split('<pre id="raw">', 1)[1].split("</pre>", 1)[0])
-        import json  # noqa: PLC0415
+        import json
 
         assert json.loads(raw) == json.loads(shown)
         status, headers, text = mounted.get("/report/1.json")
@@ -376,6 +375,50 @@ class TestPages:
             assert 503 == srv.get("/")[0]
             assert 503 == srv.get("/report/1.json")[0]
 
+    def test_domain_with_nothing_in_the_window(self, reports: list[Received]) -> None:
+        """A domain whose reports are all older than the window shows empty sections, not 404."""
+        store = MemoryReportStore()
+        for r in reports:
+            store.add(r)
+        later = NOW + timedelta(days=100)
+        with serving(build_dashboard(store, now=lambda: later)) as srv:
+            status, _, page = srv.get("/domain/example.com?days=7")
+            assert 200 == status
+            assert "No reports in this window." in page
+            for by in ("organization", "mx", "result_type", "reason", "policy"):
+                assert f'id="none-{by}"' in page
+            _, _, page = srv.get("/?days=7")
+            assert [["example.com", "0", "0", "-", "0"], ["example.net", "0", "0", "-", "0"]] == [
+                r[:5] for r in _rows(page, "domains")
+            ]
+
+    def test_raw_that_is_not_json_is_shown_as_text(self) -> None:
+        """Should a store hand back text that is not JSON, it is shown escaped, as it is."""
+
+        class Odd(MemoryReportStore):
+            def raw(self, report: int) -> str | None:
+                return "<not json>"
+
+        with serving(build_dashboard(Odd(), now=lambda: NOW)) as srv:
+            status, _, page = srv.get("/report/7")
+            assert 200 == status
+            assert '<pre id="raw">&lt;not json&gt;</pre>' in page
+
+    def test_other_asgi_scopes_pass_through(self) -> None:
+        """A lifespan scope reaches the app behind the guard (and starts and stops it)."""
+        app = build_dashboard(MemoryReportStore())
+        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+        sent: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+
+        asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+        assert ["lifespan.startup.complete", "lifespan.shutdown.complete"] == sent
+
     def test_empty_store(self) -> None:
         """An empty store shows an empty overview, reports and quarantine."""
         with serving(build_dashboard(MemoryReportStore(), now=lambda: NOW)) as srv:
@@ -396,6 +439,7 @@ class TestAccess:
         app = build_dashboard(MemoryReportStore(), now=lambda: NOW)
         for client in (("192.0.2.1", 5000), None, ("not-an-address", 1)):
             assert 403 == _call(app, client)[0]
+        assert 403 == _call(app, ("127.0.0.1", 1), host=None)[0]  # no Host header
         assert 200 == _call(app, ("::ffff:127.0.0.1", 5000))[0]
 
     def test_bearer_token(self, store: Any) -> None:
@@ -410,7 +454,9 @@ class TestAccess:
             good = {"Authorization": f"Bearer {TOKEN}".encode().decode("latin-1")}
             assert 200 == srv.get("/", good)[0]
             assert 200 == srv.get("/", {**good, "Host": "dashboard.example"})[0]
-        assert 200 == _call(app, ("192.0.2.1", 1), [(b"authorization", f"Bearer {TOKEN}".encode())])[0]
+        assert (
+            200 == _call(app, ("192.0.2.1", 1), [(b"authorization", f"Bearer {TOKEN}".encode())])[0]
+        )
 
     def test_token_in_the_query_sets_a_cookie(self, store: Any) -> None:
         """?token= redirects to the page without it and sets an HttpOnly cookie that then works."""
@@ -463,13 +509,13 @@ class TestAccess:
             {"token": ""},
             {"user": "a:b", "password": "p"},
         ):
-            with pytest.raises(ValueError):  # noqa: PT011
+            with pytest.raises(ValueError):
                 DashboardAuth(**bad)
         text = repr(DashboardAuth(token="hidden", user="me", password="pw"))
         assert "hidden" not in text
         assert "pw" not in text
         assert not DashboardAuth().configured
-        with pytest.raises(ValueError):  # noqa: PT011
+        with pytest.raises(ValueError):
             build_dashboard(MemoryReportStore(), page_size=0)
 
     @pytest.mark.parametrize(
@@ -499,7 +545,10 @@ def _b64(text: str) -> str:
 
 
 def _call(
-    app: Any, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]] | None = None
+    app: Any,
+    client: tuple[str, int] | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    host: bytes | None = b"localhost",
 ) -> tuple[int, bytes]:
     """Call the ASGI app once (for peers a socket test cannot be)."""
     scope: dict[str, Any] = {
@@ -512,7 +561,7 @@ def _call(
         "raw_path": b"/",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"localhost"), *(headers or [])],
+        "headers": [*([(b"host", host)] if host else []), *(headers or [])],
         "client": client,
         "server": ("127.0.0.1", 80),
     }
@@ -538,16 +587,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    return subprocess.run(  # noqa: S603 -- our own CLI
-        [sys.executable, "-m", "smtpsts", "tlsrpt", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run ``smtpsts tlsrpt ARGS`` in this process; the status and stderr."""
+    status = main(["tlsrpt", *args])
+    return status, capsys.readouterr().err
 
 
 class TestCLI:
@@ -557,40 +600,62 @@ class TestCLI:
             ("serve", "--dashboard", "--listen", "0.0.0.0:0"),
             ("serve", "--dashboard", "--listen", "[::]:0"),
             ("dashboard", "--listen", "192.0.2.1:0"),
+            ("dashboard", "--listen", "dashboard.example:0"),
         ],
     )
     def test_open_listen_without_credential_is_refused(
-        self, tmp_path: Path, args: tuple[str, ...]
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
     ) -> None:
         """A non-loopback --listen with the dashboard and no credential: exit 2, one line."""
-        result = _cli(*args, "--store", str(tmp_path / "s.sqlite"))
-        assert 2 == result.returncode
-        assert 1 == len(result.stderr.strip().splitlines())
-        assert "needs --dashboard-token-file" in result.stderr
+        status, err = _cli(capsys, *args, "--store", str(tmp_path / "s.sqlite"))
+        assert 2 == status
+        assert 1 == len(err.strip().splitlines())
+        assert "needs --dashboard-token-file" in err
         assert not (tmp_path / "s.sqlite").exists()
 
-    def test_credential_options_are_checked(self, tmp_path: Path) -> None:
-        """A user without a password file, an empty or missing secret file, a credential
-        without --dashboard: exit 2 with the reason."""
+    def test_credential_options_are_checked(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """
+        Bad credential options are refused with exit 2 and the reason.
+
+        A user without a password file, an empty or missing secret file, a
+        file that is not UTF-8, or a credential without ``--dashboard``.
+        """
         empty = tmp_path / "empty"
         empty.write_text("\n")
+        binary = tmp_path / "binary"
+        binary.write_bytes(b"\xff\xfe")
+        token = tmp_path / "token"
+        token.write_text("abc\n")
         store = str(tmp_path / "s.sqlite")
         cases = [
             (("dashboard", "--dashboard-user", "u"), "go together"),
             (("dashboard", "--dashboard-token-file", str(empty)), "first line is empty"),
             (("dashboard", "--dashboard-token-file", str(tmp_path / "no")), "No such file"),
+            (("dashboard", "--dashboard-token-file", str(binary)), "utf-8"),
+            (
+                ("dashboard", "--dashboard-user", "a:b", "--dashboard-password-file", str(token)),
+                "may not contain",
+            ),
             (("serve", "--dashboard-token-file", str(empty)), "first line is empty"),
+            (("serve", "--dashboard-token-file", str(token)), "needs --dashboard"),
             (("dashboard", "--cert", "c.pem"), "--cert and --key go together"),
         ]
-        token = tmp_path / "token"
-        token.write_text("abc\n")
-        cases.append((("serve", "--dashboard-token-file", str(token)), "needs --dashboard"))
         for args, message in cases:
-            result = _cli(*args, "--store", store)
-            assert (2, True) == (result.returncode, message in result.stderr), (args, result)
+            status, err = _cli(capsys, *args, "--store", store)
+            assert (2, True) == (status, message in err), (args, err)
+
+    def test_unreadable_store(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A store that cannot be opened is exit 1 with the reason."""
+        status, err = _cli(capsys, "dashboard", "--store", str(tmp_path / "no" / "dir" / "s"))
+        assert 1 == status
+        assert "cannot open" in err
 
     @pytest.mark.parametrize("command", ["dashboard", "serve"])
-    def test_runs_with_a_token(self, tmp_path: Path, store: Any, command: str) -> None:
+    def test_runs_with_a_token(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+    ) -> None:
         """``tlsrpt dashboard`` and ``tlsrpt serve --dashboard`` serve the store, token required."""
         token = tmp_path / "token"
         token.write_text("cli-token\n")
@@ -599,39 +664,40 @@ class TestCLI:
             for r in _reports():
                 copy.add(r)
         port = _free_port()
-        args = [command, "--store", str(path), "--listen", f"127.0.0.1:{port}"]
+        args = ["tlsrpt", command, "--store", str(path), "--listen", f"127.0.0.1:{port}"]
         prefix = ""
         if command == "serve":
             args.append("--dashboard")
             prefix = "/dashboard"
         args += ["--dashboard-token-file", str(token)]
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "smtpsts", "tlsrpt", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        servers: list[uvicorn.Server] = []
+
+        class Recorded(uvicorn.Server):
+            # The real server, remembered so that the test can stop it.
+            def __init__(self, config: uvicorn.Config) -> None:
+                super().__init__(config)
+                servers.append(self)
+
+        monkeypatch.setattr(uvicorn, "Server", Recorded)
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(main(args)), daemon=True)
+        thread.start()
         try:
-            srv = Served(port, prefix)
             deadline = time.monotonic() + 20
-            while True:
-                try:
-                    status = srv.get("/")[0]
-                    break
-                except OSError:
-                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                    assert time.monotonic() < deadline, "the dashboard did not start"
-                    time.sleep(0.05)
-            assert 401 == status
+            while not (servers and servers[0].started):
+                assert thread.is_alive(), "the command ended"
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.02)
+            srv = Served(port, prefix)
+            assert 401 == srv.get("/")[0]
             status, _, page = srv.get("/", {"Authorization": "Bearer cli-token"})
             assert 200 == status
             assert "example.com" in page
         finally:
-            proc.terminate()
-            proc.wait(10)
-            if proc.stderr is not None:
-                proc.stderr.close()
+            if servers:
+                servers[0].should_exit = True
+            thread.join(20)
+        assert [0] == result
 
 
 # ------------------------------------------------------------------- Chromium
@@ -642,8 +708,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real headless Chromium driven by selenium, logging the browser console."""
     chromium = require_binary("chromium")
     chromedriver = require_binary("chromedriver")
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -678,7 +744,7 @@ def test_chromium_shows_the_stored_numbers(
     The dashboard is mounted in the intake with a token; the browser logs in with
     ``?token=`` once (the cookie carries it after), as an owner would.
     """
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.common.by import By
 
     app = build_app(
         store,
@@ -748,7 +814,7 @@ def test_chromium_shows_the_stored_numbers(
                 ]
                 assert [r.id for r in store.reports(limit=50)] == ids
             if name == "report":
-                import json  # noqa: PLC0415
+                import json
 
                 raw = browser.find_element(By.ID, "raw").text
                 assert json.loads(store.raw(1)) == json.loads(raw)
