@@ -137,8 +137,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The dashboard's daily counts read only the index (issue 13 item 8:
         # the overview over 1,000,000 policy results); its prefix serves
         # every query the index it replaces served.
-        "CREATE INDEX rpt_policy_daily ON rpt_policy"
-        " (domain, start_at, start_day, successful, failed)",
+        (
+            "CREATE INDEX rpt_policy_daily ON rpt_policy"
+            " (domain, start_at, start_day, successful, failed)"
+        ),
         "DROP INDEX rpt_policy_domain",
     ),
 )
