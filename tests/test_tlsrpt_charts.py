@@ -113,13 +113,14 @@ class TestSparkline:
         days = [DayCount(D0, 10, 1), DayCount(D0 + timedelta(days=1), 0, 3)]
         text = sparkline(days, D0, 3, title=EVIL)
         svg = _parse(text)
-        assert (1, 2) == (len(_rects(svg, SUCCESSFUL_COLOUR)), len(_rects(svg, FAILED_COLOUR)))
+        paths = {p.get("fill"): p.get("d", "") for p in svg.iter(f"{SVG}path")}
+        assert (1, 2) == (paths[SUCCESSFUL_COLOUR].count("M"), paths[FAILED_COLOUR].count("M"))
         assert "<script>" not in text
 
     def test_long_span(self) -> None:
         """A sparkline over more than MAX_DAYS draws the last MAX_DAYS."""
         svg = _parse(sparkline([DayCount(D0, 1, 0)], D0, MAX_DAYS + 1, title="t"))
-        assert [] == _rects(svg, SUCCESSFUL_COLOUR)  # D0 is the day cut off
+        assert [] == list(svg.iter(f"{SVG}path"))  # D0 is the day cut off
 
 
 class TestBreakdownChart:

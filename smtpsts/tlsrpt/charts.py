@@ -212,15 +212,21 @@ def sparkline(
             f' aria-label="{label}"><title>{label}</title>'
         )
     ]
+    # One path per colour (a subpath per bar): the overview draws hundreds.
+    ok_path: list[str] = []
+    failed_path: list[str] = []
+    bar_w = max(1.0, slot - 1)
     for n, day in enumerate(filled):
         ok_h, failed_h = _stack(height, top, day.successful, day.failed)
         x = n * slot
         if ok_h:
-            parts.append(_bar(x, height - ok_h, max(1.0, slot - 1), ok_h, SUCCESSFUL_COLOUR))
+            ok_path.append(f"M{x:.1f} {height - ok_h:.1f}h{bar_w:.1f}v{ok_h:.1f}h-{bar_w:.1f}z")
         if failed_h:
-            parts.append(
-                _bar(x, height - ok_h - failed_h, max(1.0, slot - 1), failed_h, FAILED_COLOUR)
-            )
+            y = height - ok_h - failed_h
+            failed_path.append(f"M{x:.1f} {y:.1f}h{bar_w:.1f}v{failed_h:.1f}h-{bar_w:.1f}z")
+    for path, fill in ((ok_path, SUCCESSFUL_COLOUR), (failed_path, FAILED_COLOUR)):
+        if path:
+            parts.append(f'<path d="{"".join(path)}" fill="{fill}"/>')
     parts.append("</svg>")
     return "".join(parts)
 
