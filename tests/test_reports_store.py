@@ -311,8 +311,20 @@ def test_daily_uses_the_index(tmp_path: Path) -> None:
             plan = " ".join(
                 row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", ("a", 0, 1))
             )
-            assert "USING INDEX rpt_" in plan, (name, plan)
+            assert "INDEX rpt_" in plan, (name, plan)  # daily: a covering index
             assert "SCAN rpt_" not in plan, (name, plan)
+
+
+def test_domains_seek_the_index(tmp_path: Path) -> None:
+    """Issue 13 item 8: domains() is one index seek per domain (loose index scan), not a scan."""
+    with SQLiteReportStore(str(tmp_path / "r.db")) as store:
+        captured: list[str] = []
+        store._conn.set_trace_callback(captured.append)
+        assert [] == store.domains()
+        query = next(q for q in captured if "rpt_policy" in q)
+        plan = " ".join(row[3] for row in store._conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "SCAN rpt_policy" not in plan, plan
+        assert "COVERING INDEX rpt_policy_daily" in plan, plan
 
 
 def test_ten_thousand_details_one_transaction(tmp_path: Path) -> None:

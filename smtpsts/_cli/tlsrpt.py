@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smtpsts._cli.tlsrpt_advise import register_advise
+from smtpsts._cli.tlsrpt_dashboard import register_dashboard
 from smtpsts._cli.tlsrpt_send import register_send
 from smtpsts._cli.tlsrpt_serve import register_serve
 from smtpsts._cli.tlsrpt_store import register_store
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
     register_serve(tsub)
     register_store(tsub)
     register_advise(tsub)
+    register_dashboard(tsub)
 
 
 def _read(name: str) -> bytes:

@@ -3,7 +3,10 @@
 
 Runs :func:`smtpsts.io.tlsrpt_intake.build_app` under uvicorn (h11), with
 TLS from ``--cert``/``--key`` or plain HTTP behind a reverse proxy; bound to
-loopback unless ``--listen`` says otherwise. Needs the ``server`` extra.
+loopback unless ``--listen`` says otherwise. ``--dashboard`` mounts the
+read-only dashboard (:mod:`smtpsts.io.tlsrpt_dashboard`) at ``/dashboard``;
+with a non-loopback ``--listen`` it needs a credential. Needs the ``server``
+extra.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import ipaddress
 import sys
 from typing import Any
+
+from smtpsts._cli.tlsrpt_dashboard import add_credential_options, dashboard_auth, refuse_open_listen
 
 __all__ = ["register_serve"]
 
@@ -96,6 +101,13 @@ def register_serve(tsub: Any) -> None:
     p.add_argument(
         "--deadline", type=float, default=30.0, metavar="S", help="seconds for a request body"
     )
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="also serve the read-only dashboard at /dashboard (loopback only unless a"
+        " credential is given)",
+    )
+    add_credential_options(p)
     p.set_defaults(handler=_serve)
 
 
@@ -114,6 +126,18 @@ def _serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         print(_MISSING, file=sys.stderr)
         return 2
+    auth = dashboard_auth(args)
+    if isinstance(auth, str):
+        print(f"smtpsts tlsrpt serve: {auth}", file=sys.stderr)
+        return 2
+    if auth.configured and not args.dashboard:
+        print("smtpsts tlsrpt serve: a dashboard credential needs --dashboard", file=sys.stderr)
+        return 2
+    if args.dashboard:
+        refusal = refuse_open_listen("serve", args.listen[0], auth)
+        if refusal is not None:
+            print(refusal, file=sys.stderr)
+            return 2
     from smtpsts._cli.tlsrpt_store import open_report_store  # noqa: PLC0415
     from smtpsts.exceptions import StoreError, StoreVersionError  # noqa: PLC0415
     from smtpsts.tlsrpt.inbox import IntakeLimits  # noqa: PLC0415
@@ -125,8 +149,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"smtpsts tlsrpt serve: {e}", file=sys.stderr)
         return 1
     try:
+        dashboard = None
+        if args.dashboard:
+            from smtpsts.io.tlsrpt_dashboard import build_dashboard  # noqa: PLC0415
+
+            dashboard = build_dashboard(store, auth=auth)
         app = build_app(
             store,
+            dashboard=dashboard,
             limits=limits,
             rate=RateLimit(per_minute=args.rate),
             trusted_proxies=args.trust_proxy,
