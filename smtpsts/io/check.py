@@ -196,6 +196,11 @@ class CheckError:
     reason: str
     detail: str
 
+    @property
+    def not_checked(self) -> bool:
+        """Whether the step was not checked (DNS failed, out of time): no verdict on the domain."""
+        return self.reason in _UNCHECKED
+
     def to_dict(self) -> dict[str, Any]:
         """
         The JSON form.
@@ -902,7 +907,7 @@ def _assess(domain: str, state: _State, settings: _Settings) -> list[Finding]:
     sts = state.sts
     assert sts is not None  # filled in before the report is built
     policy = sts.policy
-    if sts.error is not None and sts.error.reason not in _UNCHECKED:
+    if sts.error is not None and not sts.error.not_checked:
         line = f"MTA-STS: {sts.error.detail} ({sts.error.reason})"
         out.append(Finding(_P, sts.error.reason, line))
         if sts.error.result_type is ResultType.STS_WEBPKI_INVALID:
@@ -956,7 +961,7 @@ def _assess(domain: str, state: _State, settings: _Settings) -> list[Finding]:
     out += _expiry(f"the policy host mta-sts.{domain}", state.policy_cert, settings)
     tlsrpt = state.tlsrpt
     assert tlsrpt is not None
-    if tlsrpt.error is not None and tlsrpt.error.reason not in _UNCHECKED:
+    if tlsrpt.error is not None and not tlsrpt.error.not_checked:
         line = f"TLS-RPT: {tlsrpt.error.detail} ({tlsrpt.error.reason})"
         out.append(Finding(_P, tlsrpt.error.reason, line))
     elif tlsrpt.record is None and tlsrpt.error is None:
@@ -1220,7 +1225,7 @@ def _unfinished(state: _State) -> list[str]:
         None if state.tlsrpt is None else state.tlsrpt.error,
         state.mx_error,
     )
-    return [e.detail for e in errors if e is not None and e.reason in _UNCHECKED][:1]
+    return [e.detail for e in errors if e is not None and e.not_checked][:1]
 
 
 def _plain_dns_errors(name: str, state: _State, resolver: WatchedResolver) -> None:
