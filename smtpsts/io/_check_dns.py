@@ -12,6 +12,7 @@ not in every section of the report.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Sequence
 
@@ -120,6 +121,10 @@ class WatchedResolver(AsyncDNSResolver):
         self.pending[key] = query
         try:
             outcome = await super()._query(name, rdtype, lifetime)
+        except asyncio.CancelledError:
+            # The check's deadline cut the query off: unanswered.
+            self.failed.append(QueryTrouble(query, self._servers(dns.exception.Timeout())))
+            raise
         finally:
             del self.pending[key]
         if isinstance(outcome, Exception) and not isinstance(outcome, dns.resolver.NXDOMAIN):
