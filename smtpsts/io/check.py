@@ -151,7 +151,7 @@ class Finding:
         message: What was found, in words.
     """
 
-    severity: FindingSeverity
+    severity: FindingSeverity = attrs.field(converter=FindingSeverity)
     code: str
     message: str
 
