@@ -1,6 +1,8 @@
 """
-``smtpsts check`` as a monitor uses it (issue 12 items 3-5): severities, exit statuses,
-warnings, and the fleet checker; against loopback DNS, HTTPS and SMTP servers.
+``smtpsts check`` as a monitor uses it (issue 12 items 3-5).
+
+Severities, exit statuses, warnings and the fleet checker, against loopback DNS,
+HTTPS and SMTP servers.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 import pytest
 
 import certfactory
+import test_cli_check
 from smtpsts._cli import main
 from smtpsts._cli.check import fleet_status, render_table
 from smtpsts.io.check import CheckReport, Finding, FindingSeverity, STSCheck, TLSRPTCheck
 from smtpsts.lint import lint_record
-from test_cli_check import MX, D, Lab, _enforce, lab  # noqa: F401 -- the fixture
+from test_cli_check import MX, D, Lab, _enforce
 from tlsservers import SMTPServer, server_context
+
+lab = test_cli_check.lab  # the loopback lab fixture of the check tests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,8 +100,10 @@ class TestCouldNotCheck:
             port = probe.getsockname()[1]
         server = f"127.0.0.1:{port}"
         status = main(
-            ["check", D, "--json", "--nameserver", server, "--cafile", _cafile(tmp_path)]
-            + ["--timeout", "1.5"]
+            [
+                *("check", D, "--json", "--nameserver", server),
+                *("--cafile", _cafile(tmp_path), "--timeout", "1.5"),
+            ]
         )
         doc = json.loads(capsys.readouterr().out)
         assert (3, [], None) == (status, doc["problems"], doc["sts"]["record"])
@@ -148,9 +155,9 @@ class TestWarnings:
     def test_mx_patterns_and_records_that_do_not_meet(self, lab, capsys):
         """RFC 8461 §4.1: a pattern matching no MX, and under testing an MX no pattern matches."""
         body = (
-            "version: STSv1\nmode: testing\nmx: old.example.com\nmx: *.example.net\n"
-            "max_age: 1209600\n"
-        ).encode()
+            b"version: STSv1\nmode: testing\nmx: old.example.com\nmx: *.example.net\n"
+            b"max_age: 1209600\n"
+        )
         lab.publish(body=body)
         status, doc = lab.json(capsys, D, "--no-mx")
         assert 0 == status
@@ -190,12 +197,14 @@ class TestHelp:
         for line in ("  0  no problems found", "  1  the domain has problems", "  3  could not"):
             assert line in out
         assert "worst of them (3 > 1 > 0)" in out
-        assert "--domains FILE" in out and "--concurrency N" in out
+        assert "--domains FILE" in out
+        assert "--concurrency N" in out
 
     def test_docs_list_exit_statuses(self):
         """docs/cli.md documents the exit statuses of check and of the fleet checker."""
         text = (ROOT / "docs" / "cli.md").read_text()
-        assert "could not check" in text and "--domains" in text and "3 > 1 > 0" in text
+        for words in ("could not check", "--domains", "3 > 1 > 0", "NXDOMAIN"):
+            assert words in text
 
 
 def _fleet(lab: Lab, names: list[str], *extra: str) -> list[str]:
@@ -354,3 +363,115 @@ class TestFleetUsage:
         listing.write_text("# nothing\n\n")
         assert 2 == main(["check", "--domains", str(listing)])
         assert "no domains in it" in capsys.readouterr().err
+
+
+class TestPieces:
+    """The parts the servers above do not reach: labels, words, cells, the bar."""
+
+    def test_server_labels_and_words(self):
+        """Nameservers are named ADDRESS:PORT; each failure kind has plain words."""
+        import dns.exception
+        import dns.nameserver
+
+        from smtpsts.io._check_dns import WatchedResolver, _what, server_label
+
+        assert "[::1]:5353" == server_label(dns.nameserver.Do53Nameserver("::1", 5353))
+        assert "127.0.0.1:53" == server_label("Do53:127.0.0.1@53")
+        assert "192.0.2.1:53" == server_label("192.0.2.1")
+        assert "answered SERVFAIL" == _what("SERVFAIL")
+        assert "did not answer" == _what(dns.exception.Timeout())
+        assert "connection refused" in _what(ConnectionRefusedError(111, "refused"))
+        assert "is unreachable (No route)" == _what(OSError(113, "No route"))
+        assert "cannot be used (FormError)" in _what(dns.exception.FormError())
+        watch = WatchedResolver(["127.0.0.1:5353"])
+        watch.pending[0] = "example.com MX"
+        assert "the DNS server 127.0.0.1:5353 did not answer (1 query)" == watch.trouble()
+        assert watch.trouble_for("example.com MX") is None
+
+    def test_table_cells(self):
+        """Broken and unchecked parts, and the DANE states, in the summary table."""
+        from smtpsts.io.check import CheckError, DANEStatus, MXCheck
+        from smtpsts.tlsrpt.record import TLSRPTRecord
+
+        broken = CheckError(None, "http-404", "HTTP status 404")
+        late = CheckError(None, "timeout", "out of time")
+        failed = MXCheck(MX, dane=DANEStatus("bogus"))
+        plain = MXCheck(MX, dane=DANEStatus("insecure"))
+        rows = render_table(
+            [
+                CheckReport("a.example", STSCheck(error=broken), TLSRPTCheck(error=broken)),
+                CheckReport("b.example", STSCheck(error=late), TLSRPTCheck(error=late)),
+                CheckReport(
+                    "c.example",
+                    STSCheck(),
+                    TLSRPTCheck(TLSRPTRecord.from_text("v=TLSRPTv1; rua=mailto:a@b.c")),
+                    (failed,),
+                    dane_checked=True,
+                ),
+                CheckReport("d.example", STSCheck(), TLSRPTCheck(), (plain,), dane_checked=True),
+            ]
+        )
+        cells = {r.split()[0]: r.split()[1:4] for r in rows[1:5]}
+        assert ["error", "error", "n/a"] == cells["a.example"]
+        assert ["?", "?", "n/a"] == cells["b.example"]
+        assert ["-", "yes", "failed"] == cells["c.example"]
+        assert ["-", "-", "-"] == cells["d.example"]
+
+    def test_progress_drawing(self):
+        """The bar fills as domains finish and is erased at the end."""
+        import io
+
+        from smtpsts._cli.check import _Progress
+
+        stream = io.StringIO()
+        bar = _Progress(stream, 2)
+        bar.step(CheckReport(D, STSCheck(), TLSRPTCheck()))
+        bar.close()
+        text = stream.getvalue()
+        assert "\r[" + "." * 30 + "] 0/2 domains checked" in text
+        assert "\r[" + "#" * 15 + "." * 15 + "] 1/2 domains checked" in text
+        assert text.endswith("\r\x1b[K")
+
+    def test_expiry_edge_cases(self):
+        """Expiring today; garbage DER from a policy host is no warning and no crash."""
+        from smtpsts.io.check import _expiry, _Settings
+
+        now = datetime(2030, 1, 1, tzinfo=UTC)
+        settings = _Settings(None, None, None, {}, True, None, now, 0.0)  # type: ignore[arg-type]
+        leaf = certfactory.make(MX, not_after=now + timedelta(hours=3)).cert
+        (today,) = _expiry("MX x", leaf, settings)
+        assert "expires today" in today.message
+        assert [] == _expiry("the policy host", b"garbage", settings)
+        assert [] == _expiry("MX x", certfactory.make(MX).cert, settings)
+
+    def test_domains_from_stdin(self, lab, capsys, monkeypatch):
+        """--domains - reads the list from standard input."""
+        import io
+
+        lab.publish()
+        monkeypatch.setattr(sys, "stdin", io.StringIO("example.com\n# done\n"))
+        status = main([*lab.args(D, "--no-mx")[:1], *lab.args(D, "--no-mx")[2:], "--domains", "-"])
+        out = capsys.readouterr().out
+        assert 0 == status
+        assert out.splitlines()[1].startswith("example.com  enforce")
+
+    def test_fleet_with_cache(self, lab, capsys, tmp_path):
+        """--cache works for every domain of a fleet (each domain's own entry)."""
+        from smtpsts.stores.sqlite import SQLitePolicyStore
+
+        lab.publish()
+        cache = tmp_path / "c.db"
+        SQLitePolicyStore(cache).close()
+        status = main(
+            [*_fleet(lab, [D, "example.net"], "--no-mx", "--cache", str(cache)), "--json"]
+        )
+        doc = json.loads(capsys.readouterr().out)
+        assert 1 == status  # example.net publishes nothing
+        assert ["fresh", "none"] == [d["applied"]["source"] for d in doc["domains"]]
+
+    def test_no_domain(self, capsys):
+        """Neither DOMAIN nor --domains: argparse's usage error (exit 2)."""
+        with pytest.raises(SystemExit) as exc:
+            main(["check", "--json"])
+        assert 2 == exc.value.code
+        assert "give a DOMAIN or --domains FILE" in capsys.readouterr().err
