@@ -123,7 +123,9 @@ class WatchedResolver(AsyncDNSResolver):
             outcome = await super()._query(name, rdtype, lifetime)
         except asyncio.CancelledError:
             # The check's deadline cut the query off: unanswered.
-            self.failed.append(QueryTrouble(query, self._servers(dns.exception.Timeout())))
+            self.failed.append(
+                QueryTrouble(query, tuple((s, _NO_ANSWER) for s in self.configured()))
+            )
             raise
         finally:
             del self.pending[key]
