@@ -252,16 +252,25 @@ class TestSTSProblems:
         assert "txt-syntax-error" == doc["tlsrpt"]["error"]["reason"]
 
     def test_dns_failure(self, lab, capsys):
-        """STS-REC-17: SERVFAIL is a lookup failure, never "no record"."""
+        """STS-REC-17, issue 12 item 4: SERVFAIL is "could not check" (exit 3), never "no record"."""
         for name in (f"_mta-sts.{D}", f"_smtp._tls.{D}", D):
             lab.dns.servfail(name)
         status, doc = lab.json(capsys)
-        assert 1 == status
+        assert (3, "could-not-check", []) == (status, doc["status"], doc["problems"])
         assert "txt-lookup-failed" == doc["sts"]["error"]["reason"]
         assert "txt-lookup-failed" == doc["tlsrpt"]["error"]["reason"]
         assert ("mx-lookup-failed", []) == (doc["mx_error"]["reason"], doc["mx"])
-        _, out = lab.text(capsys)
-        assert "  ERROR: the MX lookup failed" in out
+        server = lab.dns.address
+        assert doc["unchecked"] == (
+            f"the DNS server {server} answered SERVFAIL for _mta-sts.{D} TXT, "
+            f"_smtp._tls.{D} TXT, {D} MX"
+        ) or doc["unchecked"].startswith(f"the DNS server {server} answered SERVFAIL for ")
+        assert f"the DNS server {server} answered SERVFAIL" in doc["mx_error"]["detail"]
+        status, out = lab.text(capsys)
+        assert 3 == status
+        assert 1 == out.count(server), out  # the server is named once
+        assert "  not checked" in out.splitlines()
+        assert f"  COULD NOT CHECK {D}: the DNS server {server} answered SERVFAIL" in out
 
     def test_policy_not_found(self, lab, capsys):
         """STS-FETCH-06: a 404 from the policy host is sts-policy-fetch-error / http-404."""
@@ -293,7 +302,7 @@ class TestSTSProblems:
 
     @pytest.mark.parametrize(
         ("body", "mode", "advice"),
-        [(TESTING, "testing", "in testing mode"), (NONE, "none", "in mode none")],
+        [(TESTING, "testing", "mode 'testing'"), (NONE, "none", "mode 'none'")],
     )
     def test_modes(self, lab, capsys, body, mode, advice):
         """STS-APPLY-06, STS-APPLY-07: testing and none policies are reported with advice."""
@@ -301,16 +310,24 @@ class TestSTSProblems:
         lab.smtp_server(MX)
         status, doc = lab.json(capsys)
         assert (0, mode) == (status, doc["sts"]["policy"]["mode"])
-        assert any(advice in a for a in doc["advice"])
+        # The lint rule's warning (issue 12 item 4: lint and check say the same).
+        assert any(advice in a for a in doc["warnings"])
+        codes = {f["code"]: f["severity"] for f in doc["findings"]}
+        assert "warning" == codes[f"mode-{mode}"]
         expected = True if mode == "testing" else None
         assert expected == _mx(doc)["matches_policy"]
 
     def test_short_max_age(self, lab, capsys):
-        """A max_age under a week draws advice, not a problem."""
-        lab.publish(body=b"version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 600\n")
+        """A short max_age draws lint's warning, not a problem (issue 12 item 4)."""
+        body = b"version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 600\n"
+        lab.publish(body=body)
         status, doc = lab.json(capsys, D, "--no-mx")
         assert 0 == status
-        assert any("max_age is 600 s" in a for a in doc["advice"])
+        from smtpsts.lint import lint_policy
+
+        expected = [f"MTA-STS policy: line {p.line}: {p.message}." for p in lint_policy(body)]
+        assert expected == doc["warnings"]
+        assert any("max_age 600" in w for w in doc["warnings"])
 
 
 class TestMXProblems:
@@ -397,13 +414,18 @@ class TestMXProblems:
         lab.dns.add("ghost2.example.com", "AAAA", "::1")
         lab.dns.servfail("ghost2.example.com")
         status, doc = lab.json(capsys)
-        assert 1 == status
+        assert 3 == status  # ghost2's address lookup failed: could not check it
+        assert ["MX ghost.example.com: not probed: ghost.example.com has no address records."] == [
+            p for p in doc["problems"] if "not probed" in p
+        ]
         ghost = _mx(doc, "ghost.example.com")
         assert (False, "ghost.example.com has no address records") == (
             ghost["tls"]["probed"],
             ghost["tls"]["error"],
         )
-        assert "address lookup failed" in _mx(doc, "ghost2.example.com")["tls"]["error"]
+        ghost2 = _mx(doc, "ghost2.example.com")
+        assert True is ghost2["could_not_check"]
+        assert "answered SERVFAIL" in ghost2["tls"]["error"]
         _, out = lab.text(capsys)
         assert "    not probed: ghost.example.com has no address records" in out
 
@@ -471,12 +493,13 @@ class TestDeadline:
             elapsed = time.monotonic() - started
         doc = json.loads(capsys.readouterr().out)
         assert elapsed < 2.5
-        assert 1 == status
+        assert (3, "could-not-check", []) == (status, doc["status"], doc["problems"])
+        assert doc["unchecked"].startswith(f"the DNS server 127.0.0.1:{port} did not answer")
         # Either the lookups gave up (their lifetime ends just before the
         # deadline) or the deadline cut them off: never "no record".
         for error in (doc["sts"]["error"], doc["tlsrpt"]["error"], doc["mx_error"]):
             assert error["reason"] in ("timeout", "txt-lookup-failed", "mx-lookup-failed")
-        assert doc["timed_out"] == any("did not finish" in p for p in doc["problems"])
+        assert "timeout" not in json.dumps(doc["problems"])
 
     def test_stalled_policy_host(self, lab, capsys):
         """STS-FETCH-11: a policy host that stalls: the fetch ends within the deadline."""
@@ -487,14 +510,17 @@ class TestDeadline:
         status = main([*lab.args(D, "--timeout", "1.0"), "--json"])
         doc = json.loads(capsys.readouterr().out)
         assert time.monotonic() - started < 3
-        assert 1 == status
+        assert 3 == status  # the MX lookup never ended: could not check
+        assert f"the DNS server {lab.dns.address} did not answer (1 query)" == doc["unchecked"]
         assert ("20240101", "sts-policy-fetch-error") == (
             doc["sts"]["record"]["id"],
             doc["sts"]["error"]["result_type"],
         )
         assert "timeout" in doc["sts"]["error"]["reason"]
-        _, out = lab.text(capsys, D, "--timeout", "1.0")
-        assert "ERROR" in out
+        status, out = lab.text(capsys, D, "--timeout", "1.0")
+        # The fetch's own timeout or the check's deadline, whichever came first.
+        assert 3 == status
+        assert "ERROR sts-policy-fetch-error" in out or "  not checked" in out
 
     def test_stalled_mx(self, lab, capsys):
         """A silent SMTP server: the probe ends at the deadline, partial results kept."""
@@ -600,18 +626,16 @@ class TestDANE:
 
     def test_dane_authenticated_pkix_failure_is_advice_without_sts(self):
         """Issue 12 item 4, RFC 7672 §3.1: no MTA-STS policy and DANE authenticates: advice only."""
-        advice: list[str] = []
-        problems = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=False, advice=advice)
-        assert [] == problems
-        assert 1 == len(advice)
-        assert "authenticate this MX by DANE" in advice[0]
+        found = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=False, enforce=False)
+        assert ["advice"] == [f.severity.value for f in found]
+        assert "authenticate this MX by DANE" in found[0].message
 
     def test_pkix_failure_stays_a_problem_under_sts(self):
         """Issue 12 item 4, RFC 8461 §4.2: with an MTA-STS policy, WebPKI still matters: a problem."""
-        advice: list[str] = []
-        problems = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=True, advice=advice)
-        assert [f"MX {MX}: certificate certificate-not-trusted: not trusted."] == problems
-        assert [] == advice
+        found = _mx_problems(self._dane_ee_mx(), probed=True, sts_applies=True, enforce=True)
+        assert [("problem", f"MX {MX}: certificate certificate-not-trusted: not trusted.")] == [
+            (f.severity.value, f.message) for f in found
+        ]
 
     def test_bogus(self):
         """DANE-08: a bogus TLSA lookup makes the MX unusable (reported as a failure)."""

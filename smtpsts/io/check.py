@@ -14,21 +14,29 @@ all at once and within one overall deadline:
   validate DNSSEC (RFC 7672 §2.2), and the verdict
   :func:`smtpsts.decision.decide` gives for that session.
 
-The result is a frozen :class:`CheckReport` with the problems found and
-advice; :meth:`CheckReport.to_json` is the ``--json`` output. Nothing here
-raises for what the network does: timeouts, refusals and garbage become
-values in the report. When the deadline passes, the report holds what was
-found so far and says that it timed out.
+The result is a frozen :class:`CheckReport` whose :class:`Finding` values
+each carry a :class:`FindingSeverity`: a *problem* (something is broken for
+senders), a *warning* (it works, but will break or is probably not what was
+meant: a certificate that expires soon, policy ``mx`` patterns and MX records
+that do not meet, what :mod:`smtpsts.lint` warns about) or *advice*.
+:attr:`CheckReport.status` tells the three outcomes a monitor needs apart:
+no problems, problems, and "could not check" (DNS silent, unreachable or
+SERVFAIL, the deadline passed, a local fault), which is never blamed on the
+domain; the DNS server is then named once, in
+:attr:`CheckReport.unchecked`. :meth:`CheckReport.to_json` is the ``--json``
+output. Nothing here raises for what the network does: timeouts, refusals
+and garbage become values in the report.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import attrs
@@ -49,7 +57,7 @@ from smtpsts.actions import (
     policy_request,
 )
 from smtpsts.cache import CacheEntry, PolicyOutcome, PolicyResolution, PolicySource
-from smtpsts.certs import CertificateCheck, TrustStore, check_certificate
+from smtpsts.certs import CertificateCheck, TrustStore, check_certificate, describe_certificate
 from smtpsts.dane import DANECheck, match_tlsa
 from smtpsts.decision import (
     DeliverAndReport,
@@ -60,20 +68,27 @@ from smtpsts.decision import (
     decide,
 )
 from smtpsts.exceptions import LocalFaultError, ParseError
+from smtpsts.io._check_dns import WatchedResolver
 from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSNotFound
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSStatus, TLSALookup
 from smtpsts.io.http import AsyncHTTPSFetcher
 from smtpsts.io.starttls import STARTTLSProbe, aprobe_starttls
+from smtpsts.lint import Problem, Severity, lint_policy, lint_record
+from smtpsts.mx import MXPatternSet
 from smtpsts.policy import Mode, Policy
 from smtpsts.record import STSRecord, select_sts_record
 from smtpsts.tlsrpt.record import TLSRPTRecord, select_tlsrpt_record
 from smtpsts.tlsrpt.session import PolicyInfo
 
 __all__ = [
+    "DEFAULT_EXPIRY_WARNING_DAYS",
     "DEFAULT_TIMEOUT",
     "CheckError",
     "CheckReport",
+    "CheckStatus",
     "DANEStatus",
+    "Finding",
+    "FindingSeverity",
     "MXCheck",
     "STSCheck",
     "TLSRPTCheck",
@@ -87,8 +102,8 @@ DEFAULT_TIMEOUT: Final = 30.0
 SMTP_PORT: Final = 25
 """The port MX hosts are probed on (RFC 5321 §4.5.4)."""
 
-RECOMMENDED_MAX_AGE: Final = 604800
-"""RFC 8461 §3.2 recommends a ``max_age`` of weeks; below one week is flagged."""
+DEFAULT_EXPIRY_WARNING_DAYS: Final = 21
+"""A certificate that expires within this many days draws a warning."""
 
 _TXT_REASONS: Final = {
     SelectionStatus.MULTIPLE_RECORDS: "txt-multiple-records",
@@ -96,6 +111,72 @@ _TXT_REASONS: Final = {
 }
 
 _TIMED_OUT = "the check ran out of time before this step finished"
+
+# CheckError reasons that mean "not checked" (DNS failed, out of time), never a
+# verdict on the domain.
+_UNCHECKED: Final = frozenset({"timeout", "txt-lookup-failed", "mx-lookup-failed"})
+
+
+class FindingSeverity(enum.StrEnum):
+    """
+    How much a :class:`Finding` matters; ``.value`` is the word printed.
+
+    Only problems change :attr:`CheckReport.status` (and the exit status of
+    ``smtpsts check``).
+    """
+
+    PROBLEM = "problem"
+    """Something is broken: senders fail, skip an MX or see no policy."""
+
+    WARNING = "warning"
+    """It works today, but will break soon or is probably not what was meant."""
+
+    ADVICE = "advice"
+    """A suggestion: what to publish or change to be better protected."""
+
+
+_ORDER: Final = {FindingSeverity.PROBLEM: 0, FindingSeverity.WARNING: 1, FindingSeverity.ADVICE: 2}
+
+
+@attrs.frozen
+class Finding:
+    """
+    One thing the check has to say about the domain.
+
+    Attributes:
+        severity: Problem, warning or advice.
+        code: A short machine-readable code, e.g. ``no-sts-record``,
+            ``cert-expires-soon``, ``mx-pattern-unused``, or the code of the
+            :mod:`smtpsts.lint` rule it comes from (``short-max-age``).
+        message: What was found, in words.
+    """
+
+    severity: FindingSeverity = attrs.field(converter=FindingSeverity)
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """
+        The JSON form.
+
+        Returns:
+            ``{"severity", "code", "message"}``.
+        """
+        return {"severity": self.severity.value, "code": self.code, "message": self.message}
+
+
+class CheckStatus(enum.StrEnum):
+    """The outcome of a check as a whole, worst first where it matters to a monitor."""
+
+    OK = "ok"
+    """Everything was checked and no problem was found (warnings and advice allowed)."""
+
+    PROBLEMS = "problems"
+    """The domain has at least one problem."""
+
+    UNCHECKED = "could-not-check"
+    """The check could not finish (DNS silent, unreachable or failing, the
+    deadline, a local fault): nothing it missed is blamed on the domain."""
 
 
 @attrs.frozen
@@ -114,6 +195,11 @@ class CheckError:
     result_type: ResultType | None
     reason: str
     detail: str
+
+    @property
+    def not_checked(self) -> bool:
+        """Whether the step was not checked (DNS failed, out of time): no verdict on the domain."""
+        return self.reason in _UNCHECKED
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -279,6 +365,8 @@ class MXCheck:
             through this MX after that session.
         error: Why the MX could not be probed (address lookup failed, the
             check ran out of time).
+        could_not_check: The MX was not probed for a reason that says
+            nothing about it (its address lookup failed, the deadline).
     """
 
     host: str
@@ -291,6 +379,7 @@ class MXCheck:
     dane: DANEStatus | None = None
     verdict: Verdict | None = None
     error: str | None = None
+    could_not_check: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -306,6 +395,7 @@ class MXCheck:
             "implicit": self.implicit,
             "matches_policy": self.matches_policy,
             "address": self.address,
+            "could_not_check": self.could_not_check,
             "tls": self._tls_dict(),
             "dane": None if self.dane is None else self.dane.to_dict(),
             "verdict": _verdict_dict(self.verdict),
@@ -385,8 +475,12 @@ class CheckReport:
         null_mx: The domain publishes a null MX (RFC 7505): it takes no mail.
         dane_checked: Whether the resolver was trusted to validate DNSSEC,
             so that DANE was checked (DANE-02).
-        problems: What is wrong, one sentence each; empty when all is well.
-        advice: What to do about it, and suggestions.
+        findings: Problems, warnings and advice, in that order.
+        unchecked: Why the check could not finish, in one sentence naming
+            the DNS server once (``the DNS server 127.0.0.1:53 did not
+            answer (3 queries)``), or that it ran out of time; ``None`` when
+            everything was checked.
+        nxdomain: The domain does not exist (its MX lookup said NXDOMAIN).
         timed_out: The deadline passed before everything was checked.
         elapsed: Seconds the check took.
         applied: With ``as_sender`` (``smtpsts check --cache``): the
@@ -404,17 +498,43 @@ class CheckReport:
     mx_error: CheckError | None = None
     null_mx: bool = False
     dane_checked: bool = False
-    problems: tuple[str, ...] = ()
-    advice: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    unchecked: str | None = None
+    nxdomain: bool = False
     timed_out: bool = False
     elapsed: float = 0.0
     applied: PolicyOutcome | None = None
     local_fault: str | None = None
 
+    def _messages(self, severity: FindingSeverity) -> tuple[str, ...]:
+        return tuple(f.message for f in self.findings if f.severity is severity)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """The messages of the problems."""
+        return self._messages(FindingSeverity.PROBLEM)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The messages of the warnings."""
+        return self._messages(FindingSeverity.WARNING)
+
+    @property
+    def advice(self) -> tuple[str, ...]:
+        """The messages of the advice."""
+        return self._messages(FindingSeverity.ADVICE)
+
+    @property
+    def status(self) -> CheckStatus:
+        """Could not check, problems, or OK (in that order of precedence)."""
+        if self.unchecked is not None:
+            return CheckStatus.UNCHECKED
+        return CheckStatus.PROBLEMS if self.problems else CheckStatus.OK
+
     @property
     def ok(self) -> bool:
-        """Whether no problem was found."""
-        return not self.problems
+        """Whether everything was checked and no problem was found."""
+        return self.status is CheckStatus.OK
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -425,14 +545,19 @@ class CheckReport:
         """
         return {
             "domain": self.domain,
+            "status": self.status.value,
             "ok": self.ok,
+            "unchecked": self.unchecked,
+            "nxdomain": self.nxdomain,
             "sts": self.sts.to_dict(),
             "tlsrpt": self.tlsrpt.to_dict(),
             "mx": [m.to_dict() for m in self.mx],
             "mx_error": None if self.mx_error is None else self.mx_error.to_dict(),
             "null_mx": self.null_mx,
             "dane_checked": self.dane_checked,
+            "findings": [f.to_dict() for f in self.findings],
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
             "advice": list(self.advice),
             "timed_out": self.timed_out,
             "elapsed": round(self.elapsed, 3),
@@ -448,10 +573,13 @@ class CheckReport:
             indent: Indentation; ``None`` for one line.
 
         Returns:
-            ``{"domain", "ok", "sts": {"record", "policy", "error", ...},
-            "tlsrpt": {"record", "error"}, "mx": [{"host", "preference",
-            "matches_policy", "tls", "dane", "verdict", ...}], "mx_error",
-            "null_mx", "dane_checked", "problems", "advice", "timed_out",
+            ``{"domain", "status" ("ok" | "problems" | "could-not-check"),
+            "ok", "unchecked", "nxdomain", "sts": {"record", "policy",
+            "error", ...}, "tlsrpt": {"record", "error"}, "mx": [{"host",
+            "preference", "matches_policy", "tls", "dane", "verdict", ...}],
+            "mx_error", "null_mx", "dane_checked", "findings": [{"severity",
+            "code", "message"}], "problems", "warnings", "advice" (the
+            messages of each severity), "timed_out",
             "elapsed", "applied": null | {"mode", "source", "record_id",
             "expires_at", "failure"}, "local_fault": null | str}``.
         """
@@ -484,6 +612,22 @@ class _State:
     txt_result: TXTAnswer | TXTNotFound | TXTFailure | None = None
     fetch_result: HTTPResponse | FetchFailed | None = None
     local_fault: str | None = None
+    nxdomain: bool = False
+    # The raw texts of the records found, for the lint rules.
+    sts_text: str | None = None
+    tlsrpt_text: str | None = None
+    # The policy host's certificate (DER), seen during the fetch.
+    policy_cert: bytes | None = None
+
+
+def _raw(records: Sequence[bytes | str], found: STSRecord | TLSRPTRecord) -> str | None:
+    # The TXT text the selected record was parsed from.
+    prefix = "v=STSv1" if isinstance(found, STSRecord) else "v=TLSRPTv1"
+    for record in records:
+        text = record.decode("utf-8", "replace") if isinstance(record, bytes) else record
+        if text.startswith(prefix):
+            return text
+    return None  # pragma: no cover -- the selection found one with that prefix
 
 
 def _txt_error(result: TXTFailure, qname: str) -> CheckError:
@@ -532,6 +676,7 @@ async def _check_sts(
             ),
         )
         return
+    state.sts_text = _raw(answer.records, record)
     state.sts = STSCheck(
         record, policy_url=request.url, error=CheckError(None, "timeout", _TIMED_OUT)
     )
@@ -567,6 +712,8 @@ async def _check_tlsrpt(domain: str, resolver: AsyncDNSResolver, state: _State) 
         return
     selection = select_tlsrpt_record(answer.records)
     if selection.status is SelectionStatus.FOUND or selection.status is SelectionStatus.NO_RECORD:
+        if selection.record is not None:
+            state.tlsrpt_text = _raw(answer.records, selection.record)
         state.tlsrpt = TLSRPTCheck(selection.record)
         return
     detail = (
@@ -579,7 +726,7 @@ async def _check_tlsrpt(domain: str, resolver: AsyncDNSResolver, state: _State) 
 
 @attrs.frozen
 class _Settings:
-    resolver: AsyncDNSResolver
+    resolver: WatchedResolver
     dnssec: AsyncDNSSECResolver
     trust: TrustStore
     connect_to: Mapping[tuple[str, int], tuple[str, int]]
@@ -587,6 +734,8 @@ class _Settings:
     helo_name: str | None
     now: datetime
     deadline: float
+    timeout: float = DEFAULT_TIMEOUT
+    expiry_days: float = DEFAULT_EXPIRY_WARNING_DAYS
 
 
 async def _check_mxs(domain: str, settings: _Settings, state: _State) -> None:
@@ -595,6 +744,11 @@ async def _check_mxs(domain: str, settings: _Settings, state: _State) -> None:
         state.mx_error = CheckError(
             None, "mx-lookup-failed", f"the MX lookup failed: {answer.reason}"
         )
+        return
+    if isinstance(answer, DNSNotFound) and answer.nxdomain:
+        # The domain does not exist: nothing to probe (there is no implicit MX).
+        state.nxdomain = True
+        state.mx = []
         return
     if isinstance(answer, DNSNotFound):
         # RFC 5321 §5.1: no MX records: the domain itself is the implicit MX.
@@ -607,7 +761,10 @@ async def _check_mxs(domain: str, settings: _Settings, state: _State) -> None:
             state.mx = []
             return
         hosts = [MXCheck(to_alabel(r.exchange), r.preference) for r in real]
-    state.mx = [attrs.evolve(m, error=_TIMED_OUT) if settings.probe else m for m in hosts]
+    state.mx = [
+        attrs.evolve(m, error=_TIMED_OUT, could_not_check=True) if settings.probe else m
+        for m in hosts
+    ]
     if not settings.probe:
         return
 
@@ -629,7 +786,9 @@ async def _check_mx(mx: MXCheck, settings: _Settings) -> MXCheck:
                 if isinstance(found, DNSNotFound)
                 else (f"address lookup failed: {found.reason}")
             )
-            return attrs.evolve(mx, error=f"{mx.host} {what}")
+            return attrs.evolve(
+                mx, error=f"{mx.host} {what}", could_not_check=isinstance(found, DNSFailure)
+            )
         endpoints = [(address, SMTP_PORT) for address in found.addresses]
     tlsa_task = asyncio.ensure_future(_tlsa(mx.host, settings))
     try:
@@ -718,25 +877,58 @@ def _judge_mx(mx: MXCheck, policy: Policy | None, outcome: PolicyOutcome) -> MXC
     return attrs.evolve(mx, matches_policy=matches, verdict=verdict)
 
 
-def _assess(domain: str, state: _State, *, probed: bool) -> tuple[list[str], list[str]]:
-    problems: list[str] = []
-    advice: list[str] = []
+_P = FindingSeverity.PROBLEM
+_W = FindingSeverity.WARNING
+_A = FindingSeverity.ADVICE
+
+
+def _lint_findings(what: str, problems: Sequence[Problem]) -> list[Finding]:
+    # The lint rules, so that lint and check say the same (issue 12 item 4).
+    out = []
+    for p in problems:
+        where = f"line {p.line}: " if what.endswith("policy") and p.line is not None else ""
+        severity = _P if p.severity is Severity.ERROR else _W
+        out.append(Finding(severity, p.code, f"{what}: {where}{p.message}."))
+    return out
+
+
+def _assess(domain: str, state: _State, settings: _Settings) -> list[Finding]:
+    if state.nxdomain:
+        # Nothing else matters: there is no domain to publish records for.
+        return [
+            Finding(
+                _P,
+                "nxdomain",
+                f"{domain} does not exist (NXDOMAIN): no sender can deliver mail to it.",
+            )
+        ]
+    probed = settings.probe
+    out: list[Finding] = []
     sts = state.sts
     assert sts is not None  # filled in before the report is built
     policy = sts.policy
-    if sts.error is not None:
-        problems.append(f"MTA-STS: {sts.error.detail} ({sts.error.reason})")
+    if sts.error is not None and not sts.error.not_checked:
+        line = f"MTA-STS: {sts.error.detail} ({sts.error.reason})"
+        out.append(Finding(_P, sts.error.reason, line))
         if sts.error.result_type is ResultType.STS_WEBPKI_INVALID:
-            advice.append(
-                f"Serve the policy host mta-sts.{domain} with a certificate that is valid for "
-                "that name and chains to a public CA (RFC 8461 §3.3)."
+            out.append(
+                Finding(
+                    _A,
+                    "serve-policy-certificate",
+                    f"Serve the policy host mta-sts.{domain} with a certificate that is valid "
+                    "for that name and chains to a public CA (RFC 8461 §3.3).",
+                )
             )
         elif sts.record is not None:
-            advice.append(
-                f"Serve the policy as text/plain with status 200 at {sts.policy_url}, "
-                "without redirects (RFC 8461 §3.3)."
+            out.append(
+                Finding(
+                    _A,
+                    "serve-policy",
+                    f"Serve the policy as text/plain with status 200 at {sts.policy_url}, "
+                    "without redirects (RFC 8461 §3.3).",
+                )
             )
-    elif sts.record is None:
+    elif sts.record is None and sts.error is None:
         publish = (
             f'Publish a TXT record "v=STSv1; id=<date>;" at _mta-sts.{domain} and a policy '
             f"at {sts.policy_url} (RFC 8461 §3)."
@@ -744,46 +936,95 @@ def _assess(domain: str, state: _State, *, probed: bool) -> tuple[list[str], lis
         if probed and state.mx and all(_dane_authenticated(mx) for mx in state.mx):
             # DANE protects this domain from senders that validate DNSSEC
             # (RFC 7672); MTA-STS would add the senders that do not.
-            advice.append(
-                f"No MTA-STS record at _mta-sts.{domain}: every MX is authenticated by DANE, "
-                "which protects mail from senders that validate DNSSEC; MTA-STS would also "
-                f"protect it from those that do not. {publish}"
+            out.append(
+                Finding(
+                    _A,
+                    "no-sts-record",
+                    f"No MTA-STS record at _mta-sts.{domain}: every MX is authenticated by "
+                    "DANE, which protects mail from senders that validate DNSSEC; MTA-STS "
+                    f"would also protect it from those that do not. {publish}",
+                )
             )
-        else:
-            problems.append(f"MTA-STS: no record at _mta-sts.{domain}; the domain has no policy.")
-            advice.append(publish)
+        elif not state.null_mx:
+            out.append(
+                Finding(
+                    _P,
+                    "no-sts-record",
+                    f"MTA-STS: no record at _mta-sts.{domain}; the domain has no policy.",
+                )
+            )
+            out.append(Finding(_A, "publish-sts", publish))
+    if state.sts_text is not None:
+        out += _lint_findings("MTA-STS record", lint_record(state.sts_text))
     if policy is not None:
-        if policy.mode is Mode.TESTING:
-            advice.append(
-                "The policy is in testing mode: read the TLS-RPT reports, then switch to "
-                "mode: enforce (RFC 8461 §5)."
-            )
-        elif policy.mode is Mode.NONE:
-            advice.append("The policy is in mode none: MTA-STS is switched off for this domain.")
-        if policy.mode is not Mode.NONE and policy.max_age < RECOMMENDED_MAX_AGE:
-            advice.append(
-                f"max_age is {policy.max_age} s; RFC 8461 §3.2 recommends weeks "
-                f"(e.g. {RECOMMENDED_MAX_AGE} or more) so a downgrade cannot outlast it."
-            )
+        out += _lint_findings("MTA-STS policy", lint_policy(policy.text))
+    out += _expiry(f"the policy host mta-sts.{domain}", state.policy_cert, settings)
     tlsrpt = state.tlsrpt
     assert tlsrpt is not None
-    if tlsrpt.error is not None:
-        problems.append(f"TLS-RPT: {tlsrpt.error.detail} ({tlsrpt.error.reason})")
-    elif tlsrpt.record is None:
-        advice.append(
-            f'Publish a TXT record "v=TLSRPTv1; rua=mailto:tlsrpt@{domain}" at '
-            f"_smtp._tls.{domain} to receive TLS failure reports (RFC 8460 §3)."
+    if tlsrpt.error is not None and not tlsrpt.error.not_checked:
+        line = f"TLS-RPT: {tlsrpt.error.detail} ({tlsrpt.error.reason})"
+        out.append(Finding(_P, tlsrpt.error.reason, line))
+    elif tlsrpt.record is None and tlsrpt.error is None:
+        out.append(
+            Finding(
+                _A,
+                "publish-tlsrpt",
+                f'Publish a TXT record "v=TLSRPTv1; rua=mailto:tlsrpt@{domain}" at '
+                f"_smtp._tls.{domain} to receive TLS failure reports (RFC 8460 §3).",
+            )
         )
-    if state.mx_error is not None:
-        problems.append(f"MX: {state.mx_error.detail}")
+    if state.tlsrpt_text is not None:
+        out += _lint_findings("TLS-RPT record", lint_record(state.tlsrpt_text))
     if state.null_mx:
-        advice.append(f"{domain} publishes a null MX (RFC 7505): it accepts no mail.")
+        out.append(
+            Finding(_A, "null-mx", f"{domain} publishes a null MX (RFC 7505): it accepts no mail.")
+        )
     sts_applies = policy is not None and policy.mode is not Mode.NONE
+    enforce = policy is not None and policy.mode is Mode.ENFORCE
     for mx in state.mx or ():
-        problems += _mx_problems(mx, probed=probed, sts_applies=sts_applies, advice=advice)
-        if mx.matches_policy is False:
-            advice.append(f"Add 'mx: {mx.host}' (or a wildcard covering it) to the policy.")
-    return problems, advice
+        out += _mx_problems(mx, probed=probed, sts_applies=sts_applies, enforce=enforce)
+        if mx.probe is not None and mx.probe.handshake_ok and mx.probe.chain:
+            out += _expiry(f"MX {mx.host}", mx.probe.chain[0], settings)
+    if sts_applies and policy is not None and state.mx:
+        hosts = [mx.host for mx in state.mx]
+        for pattern in policy.mx:
+            if not any(MXPatternSet((pattern,)).matches(h) for h in hosts):
+                out.append(
+                    Finding(
+                        _W,
+                        "mx-pattern-unused",
+                        f"The policy's mx pattern '{pattern.text}' matches no MX record of "
+                        f"{domain} ({', '.join(hosts)}); remove it, or publish the MX it was "
+                        "meant for (RFC 8461 §4.1).",
+                    )
+                )
+    out.sort(key=lambda f: _ORDER[f.severity])
+    return out
+
+
+def _expiry(what: str, cert: x509.Certificate | bytes | None, settings: _Settings) -> list[Finding]:
+    # A certificate that is valid now but expires within the warning window.
+    if cert is None or not settings.expiry_days > 0:
+        return []
+    if isinstance(cert, bytes):
+        try:
+            cert = x509.load_der_x509_certificate(cert)
+        except ValueError:
+            return []
+    end = cert.not_valid_after_utc
+    left = end - settings.now
+    if not timedelta(0) <= left < timedelta(days=settings.expiry_days):
+        return []
+    days = left.days
+    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+    return [
+        Finding(
+            _W,
+            "cert-expires-soon",
+            f"The certificate of {what} expires {when}, on {end:%Y-%m-%d %H:%M} UTC; renew "
+            f"it ({describe_certificate(cert)}).",
+        )
+    ]
 
 
 def _dane_authenticated(mx: MXCheck) -> bool:
@@ -798,36 +1039,55 @@ def _dane_authenticated(mx: MXCheck) -> bool:
     )
 
 
-def _mx_problems(mx: MXCheck, *, probed: bool, sts_applies: bool, advice: list[str]) -> list[str]:
-    out: list[str] = []
+def _mx_problems(mx: MXCheck, *, probed: bool, sts_applies: bool, enforce: bool) -> list[Finding]:
+    out: list[Finding] = []
     if mx.matches_policy is False:
-        out.append(f"MX {mx.host}: matches no mx pattern of the policy (RFC 8461 §4.1).")
-    if not probed:
-        return out
+        # Under enforce the MX is skipped (STS-MX-11); under testing it is
+        # still used and only reported.
+        out.append(
+            Finding(
+                _P if enforce else _W,
+                "mx-not-in-policy",
+                f"MX {mx.host}: matches no mx pattern of the policy (RFC 8461 §4.1).",
+            )
+        )
+        out.append(
+            Finding(
+                _A,
+                "add-mx-pattern",
+                f"Add 'mx: {mx.host}' (or a wildcard covering it) to the policy.",
+            )
+        )
     probe = mx.probe
+    if not probed or mx.could_not_check:
+        return out
     if probe is None:
-        out.append(f"MX {mx.host}: not probed: {mx.error}.")
+        out.append(Finding(_P, "mx-not-probed", f"MX {mx.host}: not probed: {mx.error}."))
         return out
     if not probe.handshake_ok:
-        out.append(f"MX {mx.host}: {_probe_failure(probe)}.")
+        out.append(Finding(_P, "mx-starttls", f"MX {mx.host}: {_probe_failure(probe)}."))
     cert = mx.certificate
     if cert is not None and not cert.ok:
         result_type = cert.result_type.value if cert.result_type is not None else "failure"
         line = f"MX {mx.host}: certificate {result_type}: {cert.detail}."
         if sts_applies or not _dane_authenticated(mx):
-            out.append(line)
+            out.append(Finding(_P, "mx-certificate", line))
         else:
             # No MTA-STS policy asks for WebPKI here and DANE authenticates
             # the MX (RFC 7672 §3.1: DANE-EE ignores the chain and names).
-            advice.append(
-                f"{line} Senders authenticate this MX by DANE; an MTA-STS policy would need "
-                "a certificate from a public CA for its name (RFC 8461 §4.2)."
+            out.append(
+                Finding(
+                    _A,
+                    "mx-certificate-dane",
+                    f"{line} Senders authenticate this MX by DANE; an MTA-STS policy would "
+                    "need a certificate from a public CA for its name (RFC 8461 §4.2).",
+                )
             )
     dane = mx.dane
     if dane is not None and dane.failed:
         check = dane.check
         detail = dane.detail if check is None else f"{check.reason}: {check.detail}"
-        out.append(f"MX {mx.host}: DANE {dane.status}: {detail}.")
+        out.append(Finding(_P, "dane-failure", f"MX {mx.host}: DANE {dane.status}: {detail}."))
     return out
 
 
@@ -855,6 +1115,7 @@ async def acheck_domain(
     trust_ad: bool | None = None,
     cached: CacheEntry | None = None,
     as_sender: bool = False,
+    expiry_warning_days: float = DEFAULT_EXPIRY_WARNING_DAYS,
 ) -> CheckReport:
     """
     Check a domain's MTA-STS, TLS-RPT and DANE setup (asyncio).
@@ -884,6 +1145,8 @@ async def acheck_domain(
             ``cached`` (``None``: a sender with nothing cached for the
             domain), and report what it applies in
             :attr:`CheckReport.applied`.
+        expiry_warning_days: Warn when an MX certificate or the policy
+            host's certificate expires within this many days (``0``: never).
 
     Returns:
         The report; network failures are part of it, never raised, and so
@@ -906,12 +1169,22 @@ async def acheck_domain(
         from smtpsts.io.truststore import load_system_trust_store  # noqa: PLC0415
 
         trust = load_system_trust_store()
-    resolver = AsyncDNSResolver(nameservers, timeout=min(2.0, step_time), lifetime=step_time)
+    resolver = WatchedResolver(nameservers, timeout=min(2.0, step_time), lifetime=step_time)
     dnssec = AsyncDNSSECResolver(
         nameservers, timeout=min(2.0, step_time), lifetime=step_time, trust_ad=trust_ad
     )
+    state = _State()
+
+    def keep_policy_cert(_host: str, der: bytes) -> None:
+        # Not a revocation check: the hook is where the fetch shows the
+        # policy host's certificate, for the expiry warning.
+        state.policy_cert = der
+
     fetcher = AsyncHTTPSFetcher(
-        trust=trust if len(trust) else None, resolver=resolver, connect_to=connect_to
+        trust=trust if len(trust) else None,
+        resolver=resolver,
+        connect_to=connect_to,
+        revocation_check=keep_policy_cert,
     )
     settings = _Settings(
         resolver,
@@ -922,8 +1195,9 @@ async def acheck_domain(
         helo_name,
         now or datetime.now(UTC),
         deadline,
+        timeout,
+        expiry_warning_days,
     )
-    state = _State()
     timed_out = False
     try:
         async with asyncio.timeout(timeout):
@@ -942,6 +1216,39 @@ async def acheck_domain(
         cached = None
     sender = _Sender(cached) if as_sender or cached is not None else None
     return _report(name, state, settings, timed_out, time.monotonic() - started, sender)
+
+
+def _unfinished(state: _State) -> list[str]:
+    # A lookup failure the watch did not see (it always does; a safety net).
+    errors = (
+        None if state.sts is None else state.sts.error,
+        None if state.tlsrpt is None else state.tlsrpt.error,
+        state.mx_error,
+    )
+    return [e.detail for e in errors if e is not None and e.not_checked][:1]
+
+
+def _plain_dns_errors(name: str, state: _State, resolver: WatchedResolver) -> None:
+    # The JSON details of DNS failures: what the server did, in words, not the
+    # resolver library's text.
+    def plain(query: str, error: CheckError | None, what: str) -> CheckError | None:
+        trouble = resolver.trouble_for(query)
+        if error is None or trouble is None or error.reason == "timeout":
+            return error
+        return attrs.evolve(error, detail=f"the {what} lookup of {query} failed: {trouble.words()}")
+
+    if state.sts is not None:
+        error = plain(f"_mta-sts.{name} TXT", state.sts.error, "TXT")
+        state.sts = attrs.evolve(state.sts, error=error)
+    if state.tlsrpt is not None:
+        error = plain(f"_smtp._tls.{name} TXT", state.tlsrpt.error, "TXT")
+        state.tlsrpt = attrs.evolve(state.tlsrpt, error=error)
+    state.mx_error = plain(f"{name} MX", state.mx_error, "MX")
+    for index, mx in enumerate(state.mx or ()):
+        trouble = resolver.trouble_for(f"{mx.host} AAAA") or resolver.trouble_for(f"{mx.host} A")
+        if mx.could_not_check and mx.probe is None and trouble is not None:
+            words = f"the address lookup of {mx.host} failed: {trouble.words()}"
+            state.mx[index] = attrs.evolve(mx, error=words)  # type: ignore[index]
 
 
 @attrs.frozen
@@ -988,15 +1295,22 @@ def _report(  # noqa: PLR0917 -- internal
         applied = outcome = _replay(name, sender.cached, state, settings.now)
         policy = outcome.policy
     state.mx = [_judge_mx(mx, policy, outcome) for mx in state.mx or ()]
-    problems, advice = _assess(name, state, probed=settings.probe)
-    if timed_out:
-        problems.append("The check did not finish within its deadline; results are partial.")
+    _plain_dns_errors(name, state, settings.resolver)
+    findings = _assess(name, state, settings)
+    reasons = []
     if state.local_fault is not None:
-        problems.insert(
-            0,
-            f"This host could not finish the check ({state.local_fault}); results are "
-            "partial, and what is missing says nothing about the domain.",
+        reasons.append(
+            f"this host could not finish the check ({state.local_fault}); what is missing "
+            "says nothing about the domain"
         )
+    dns_trouble = settings.resolver.trouble()
+    if dns_trouble is not None:
+        reasons.append(dns_trouble)
+    elif timed_out or any(m.could_not_check for m in state.mx):
+        # Said once here; the sections only say "not checked".
+        reasons.append(f"the check ran out of time ({settings.timeout:g} s)")
+    else:
+        reasons += _unfinished(state)
     return CheckReport(
         domain=name,
         sts=state.sts,
@@ -1005,8 +1319,9 @@ def _report(  # noqa: PLR0917 -- internal
         mx_error=state.mx_error,
         null_mx=state.null_mx,
         dane_checked=settings.probe and settings.dnssec.trusted,
-        problems=tuple(problems),
-        advice=tuple(advice),
+        findings=tuple(findings),
+        unchecked="; ".join(reasons) or None,
+        nxdomain=state.nxdomain,
         timed_out=timed_out,
         elapsed=elapsed,
         applied=applied,
@@ -1027,6 +1342,7 @@ def check_domain(
     trust_ad: bool | None = None,
     cached: CacheEntry | None = None,
     as_sender: bool = False,
+    expiry_warning_days: float = DEFAULT_EXPIRY_WARNING_DAYS,
 ) -> CheckReport:
     """
     Check a domain (blocking); see :func:`acheck_domain`.
@@ -1046,6 +1362,8 @@ def check_domain(
         trust_ad: Whether to trust the resolver's DNSSEC validation.
         cached: A policy store entry for the domain (see :func:`acheck_domain`).
         as_sender: Report what a sender holding ``cached`` applies.
+        expiry_warning_days: Warn about certificates expiring within this
+            many days.
 
     Returns:
         The report.
@@ -1071,6 +1389,7 @@ def check_domain(
                 trust_ad=trust_ad,
                 cached=cached,
                 as_sender=as_sender,
+                expiry_warning_days=expiry_warning_days,
             )
         )
     finally:
