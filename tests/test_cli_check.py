@@ -553,7 +553,7 @@ class TestUsage:
         empty = tmp_path / "empty.pem"
         empty.write_text("nothing here\n")
         assert 2 == main(["check", D, "--cafile", str(empty)])
-        assert "no certificates" in capsys.readouterr().err
+        assert f"--cafile: {empty}: no trust anchors found" in capsys.readouterr().err
 
     def test_bad_domain(self, tmp_path, capsys):
         """A domain that is not a host name is a usage error."""

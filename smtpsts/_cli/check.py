@@ -27,7 +27,7 @@ from typing import Any, Final, TextIO
 
 from smtpsts._names import to_alabel
 from smtpsts.cache import CacheEntry
-from smtpsts.exceptions import DomainNameError
+from smtpsts.exceptions import ConfigError, DomainNameError
 from smtpsts.io.check import (
     DEFAULT_EXPIRY_WARNING_DAYS,
     DEFAULT_TIMEOUT,
@@ -216,9 +216,11 @@ def _check(args: argparse.Namespace) -> int:
     if args.cafile is not None:
         if not Path(args.cafile).is_file():
             return _usage(f"--cafile {args.cafile}: no such file")
-        trust = load_trust_store(args.cafile)
-        if not len(trust):
-            return _usage(f"--cafile {args.cafile}: no certificates in it")
+        try:
+            trust = load_trust_store(args.cafile)
+        except ConfigError as e:
+            # The file exists (checked above): it cannot be read, or holds no certificate.
+            return _usage(f"--cafile: {e}".replace("trust store ", "", 1))
     cached: dict[str, CacheEntry | None] = {}
     if args.cache is not None:
         from smtpsts import LocalFaultError  # noqa: PLC0415
