@@ -70,6 +70,20 @@ def test_result_key_hostname_with_trailing_dots_reads_back_the_same() -> None:
     assert result == result_from_key(result_key(result))
 
 
+def test_result_key_hostname_that_converts_only_without_its_dots() -> None:
+    """
+    ``m\ufeff..`` reads back to one result: the name left after the dots go is converted too.
+
+    The full fuzz campaign (1,000,000 inputs) found ``m\ufeff..`` kept as
+    ``m\ufeff`` (not a host name with its dots), whose key then read as ``m``
+    (IDNA maps U+FEFF to nothing), so the counter row changed its key.
+    """
+    key = (CORPUS / "result_key" / "crash-bom-before-dots").read_text(encoding="utf-8")
+    result = result_from_key(key)
+    assert "m" == result.receiving_mx_hostname
+    assert result == result_from_key(result_key(result))
+
+
 @pytest.mark.parametrize("name", ["crash-number-report-domain", "crash-null-policy-domain"])
 def test_result_key_with_wrong_type_for_text_field(name: str) -> None:
     """

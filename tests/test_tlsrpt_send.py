@@ -1278,6 +1278,7 @@ class TestCLI:
 
     def test_usage_errors(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Bad settings give exit status 2 with a message."""
+        SQLiteTLSRPTStore(tmp_path / "t.db").close()  # the MTA's collection store exists
         base = ("send", "--store", str(tmp_path / "t.db"), "--organization-name", "S")
         assert 2 == run_cli(*base, "--contact-info", "nobody")
         with pytest.raises(SystemExit):

@@ -76,8 +76,14 @@ def _host(value: str | None) -> str | None:
     except DomainNameError:
         # A name from DNS that is not a host name (an underscore, say) is
         # still what the session used: report it as seen, never fail here.
-        # Every trailing dot goes, so the name reads back the same (issue 10 item 7).
-        return str(value).strip().rstrip(".").lower() or None
+        # Every trailing dot goes, so the name reads back the same (issue 10 item 7),
+        # and what is left is converted when it can be: "m\ufeff.." must not become
+        # "m\ufeff" here and "m" when read back (found by fuzzing).
+        stripped = str(value).strip().rstrip(".")
+        try:
+            return to_alabel(stripped) if stripped else None
+        except DomainNameError:
+            return stripped.lower() or None
 
 
 # RFC 3986 §4.3 absolute-URI, loosely: a scheme, ":", then no white space.
