@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from cryptography import x509
 
@@ -86,7 +87,11 @@ class DovecotServer:
     """
 
     def __init__(
-        self, ca: certfactory.Issued, *, capabilities: str | None = None, plaintext_auth: bool = True
+        self,
+        ca: certfactory.Issued,
+        *,
+        capabilities: str | None = None,
+        plaintext_auth: bool = True,
     ) -> None:
         self.binary = require_binary("dovecot")
         self.ca = ca
@@ -231,7 +236,7 @@ service stats {{
             process.stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> DovecotServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -274,7 +279,7 @@ service stats {{
         name = f"{time.time_ns()}.{uuid.uuid4().hex}.smtpsts-test"
         tmp = base / "tmp" / name
         tmp.write_bytes(message)
-        os.rename(tmp, base / "new" / name)
+        tmp.rename(base / "new" / name)
         self._chown(self.maildir)
         return name
 
@@ -298,7 +303,9 @@ service stats {{
         return sorted(found)
 
 
-def dovecot_server(ca: certfactory.Issued | None = None, **options: object) -> Iterator[DovecotServer]:
+def dovecot_server(
+    ca: certfactory.Issued | None = None, **options: object
+) -> Iterator[DovecotServer]:
     """
     Generator body for a pytest fixture: a running Dovecot, stopped at the end.
 
