@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from smtpsts._cli.tlsrpt_fetch import register_fetch
 from smtpsts._cli.tlsrpt_send import register_send
 from smtpsts._cli.tlsrpt_serve import register_serve
 from smtpsts._cli.tlsrpt_store import register_store
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
     register_send(tsub)
     register_serve(tsub)
     register_store(tsub)
+    register_fetch(tsub)
 
 
 def _read(name: str) -> bytes:
