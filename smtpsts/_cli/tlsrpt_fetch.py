@@ -1,5 +1,5 @@
 """
-``smtpsts tlsrpt fetch``: take TLS-RPT report mails from an IMAP mailbox or a Maildir (issue 13 item 2).
+``smtpsts tlsrpt fetch``: report mails from an IMAP mailbox or a Maildir into a store (issue 13).
 
 Runs :func:`smtpsts.io.tlsrpt_mailbox.fetch_imap` or
 :func:`~smtpsts.io.tlsrpt_mailbox.fetch_maildir` once (cron or a systemd
@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = ["PASSWORD_ENV", "register_fetch"]
 
-PASSWORD_ENV = "SMTPSTS_IMAP_PASSWORD"
+PASSWORD_ENV = "SMTPSTS_IMAP_PASSWORD"  # noqa: S105 - the variable's name, not a password
 """The environment variable that may hold the IMAP password."""
 
 _PROG = "smtpsts tlsrpt fetch"
