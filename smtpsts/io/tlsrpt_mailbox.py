@@ -417,7 +417,12 @@ def _login(imap: imaplib.IMAP4, account: IMAPAccount, context: ssl.SSLContext) -
         _ok(imap.starttls(context), "STARTTLS")  # RFC 3501 §6.2.1; capabilities read again
     if "LOGINDISABLED" in imap.capabilities:
         raise MailboxError(f"{account.host}:{account.port} has login disabled (LOGINDISABLED)")
-    _ok(imap.login(account.user, account.password), "LOGIN")
+    try:
+        imap.login(account.user, account.password)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as e:
+        raise MailboxError(f"{account.url()}: LOGIN refused: {_why(e)}") from None
 
 
 def _open(account: IMAPAccount, deadline: float) -> imaplib.IMAP4:
@@ -558,7 +563,8 @@ def _why(error: BaseException) -> str:
         return f"no answer in time ({error or 'timed out'})"
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"TLS certificate not trusted: {error.verify_message}"
-    return str(error) or type(error).__name__
+    args = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in error.args]
+    return " ".join(args) or type(error).__name__
 
 
 # --------------------------------------------------------------------------- Maildir
