@@ -548,8 +548,8 @@ def fetch_imap(
             else:
                 session.delete(uid)
             summary = summary.count(outcome)
-        with suppress(OSError, imaplib.IMAP4.error):
-            imap.close()
+        # No CLOSE: it would expunge every \Deleted mail (RFC 3501 §6.4.2), also
+        # those others flagged; LOGOUT leaves them alone.
     except (OSError, imaplib.IMAP4.error) as e:
         raise MailboxError(f"{where}: {_why(e)} (after {summary.to_text()})") from None
     finally:
