@@ -878,3 +878,94 @@ class TestCLI:
         assert 1 == main(broken)
         assert "smtpsts tlsrpt fetch:" in capsys.readouterr().err
         assert 1 == len(server.messages())
+
+
+class TestBounds:
+    def test_literal_cap(self) -> None:
+        """A literal over the cap aborts the connection instead of being read into memory."""
+        import imaplib
+        import io
+
+        from smtpsts.io import tlsrpt_mailbox
+
+        bounded = tlsrpt_mailbox._Bounded()
+        bounded.max_literal = 10
+        bounded.file = io.BytesIO(b"x" * 20)
+        assert b"x" * 10 == bounded.read(10)
+        with pytest.raises(imaplib.IMAP4.abort, match="literal of 11 bytes"):
+            bounded.read(11)
+
+    def test_deadline_mid_run(self, server: DovecotServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past the run's deadline the next read fails: the report stays stored, the mail in INBOX."""
+        from smtpsts.io import tlsrpt_mailbox
+
+        class Clock:
+            now = 0.0
+
+            def monotonic(self) -> float:
+                return self.now
+
+        clock = Clock()
+        monkeypatch.setattr(tlsrpt_mailbox, "time", clock)
+
+        class SlowStore(MemoryReportStore):
+            def add(self, received: Any) -> AddResult:
+                clock.now = 1000.0  # the store took "too long"
+                return super().add(received)
+
+        server.deliver(mail("slow"))
+        store = SlowStore()
+        with pytest.raises(MailboxError, match=r"went past its deadline.*after fetched 0"):
+            fetch_imap(store, account(server), dkim=DKIM, deadline=10)
+        assert 1 == len(store.reports())
+        assert 1 == len(server.messages())
+        monkeypatch.undo()
+        assert FetchSummary(fetched=1, duplicates=1) == fetch_imap(
+            store, account(server), dkim=DKIM
+        )
+
+    def test_folder_the_server_refuses(self, server: DovecotServer) -> None:
+        """A done folder the server cannot create is a MailboxError naming CREATE; the mail stays."""
+        server.deliver(mail("a"))
+        options = FetchOptions(done_folder="x" * 300)  # over Dovecot's name length
+        with pytest.raises(MailboxError, match="CREATE"):
+            fetch_imap(MemoryReportStore(), account(server), options, dkim=DKIM)
+        assert 1 == len(server.messages())
+
+    def test_existing_folder_is_reused(self, server: DovecotServer) -> None:
+        """A done folder that already exists (CREATE says NO) is used as it is."""
+        server.deliver(mail("a"), folder="smtpsts/done")
+        server.deliver(mail("b"))
+        store = MemoryReportStore()
+        assert 1 == fetch_imap(store, account(server), dkim=DKIM).stored
+        assert 2 == len(server.messages("smtpsts/done"))
+
+    def test_cli_bad_numbers(self, tmp_path: Path) -> None:
+        """--limit, --max-size, --timeout and --deadline take positive numbers (argparse exits 2)."""
+        base = ["tlsrpt", "fetch", "--store", str(tmp_path / "r.db"), "--maildir", str(tmp_path)]
+        for option, value in (
+            ("--limit", "0"),
+            ("--max-size", "x"),
+            ("--timeout", "0"),
+            ("--deadline", "abc"),
+        ):
+            with pytest.raises(SystemExit) as exit_info:
+                main([*base, option, value])
+            assert 2 == exit_info.value.code
+
+    def test_cli_store_failure(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A store failure mid-run: the summary, one line on stderr, exit 1, the mail left."""
+        import smtpsts._cli.tlsrpt_store
+
+        monkeypatch.setattr(
+            smtpsts._cli.tlsrpt_store, "open_report_store", lambda spec: FailingStore()
+        )
+        root = tmp_path / "Maildir"
+        make_maildir(root, mail("a"))
+        assert 1 == main(["tlsrpt", "fetch", "--store", "x.db", "--maildir", str(root)])
+        out, err = capsys.readouterr()
+        assert "fetched 0, stored 0, duplicates 0, refused 0, left 1\n" == out
+        assert "the store failed, mails left in place: report store: disk full\n" in err
+        assert 1 == len(files(root))

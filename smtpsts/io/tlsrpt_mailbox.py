@@ -553,8 +553,11 @@ def fetch_imap(
     except (OSError, imaplib.IMAP4.error) as e:
         raise MailboxError(f"{where}: {_why(e)} (after {summary.to_text()})") from None
     finally:
-        with suppress(OSError, imaplib.IMAP4.error):
+        try:
             imap.logout()
+        except (OSError, imaplib.IMAP4.error):
+            with suppress(OSError):
+                imap.shutdown()  # logout closes the socket only when LOGOUT went through
     return summary
 
 
