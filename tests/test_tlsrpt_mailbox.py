@@ -677,9 +677,9 @@ class TestIMAP:
         self, ca: Any, capabilities: str, others_kept: bool
     ) -> None:
         r"""
-        Without MOVE: COPY, \\Deleted, then UID EXPUNGE (RFC 4315) or a plain EXPUNGE.
+        Without MOVE: COPY, \Deleted, then UID EXPUNGE (RFC 4315) or a plain EXPUNGE.
 
-        A mail someone else flagged \\Deleted (Maildir flag T) is never fetched;
+        A mail someone else flagged \Deleted (Maildir flag T) is never fetched;
         only UID EXPUNGE leaves it alone.
         """
         with DovecotServer(ca, capabilities=capabilities) as old:
