@@ -35,6 +35,7 @@ The hierarchy::
     │   ├── StoreError                   a policy store cannot be read or written
     │   └── LookupTimeoutError           a lookup with nothing cached ran past its deadline
     ├── StoreVersionError (RuntimeError) a store file written by a newer smtpsts
+    ├── MailboxError (RuntimeError)      a report mailbox (IMAP, Maildir) cannot be read or changed
     └── UsageError (RuntimeError)        the caller misused an API
 
 One exception lives elsewhere because of its second base:
@@ -63,6 +64,7 @@ __all__ = [
     "LocalFaultError",
     "LocalResourceError",
     "LookupTimeoutError",
+    "MailboxError",
     "NetstringError",
     "ParseError",
     "PolicySyntaxError",
@@ -309,6 +311,19 @@ class StoreVersionError(SMTPSTSError, RuntimeError):
     Raised when a store is opened, before any lookup; upgrade smtpsts or use
     another file. Not a :class:`StoreError`: nothing is being looked up, and
     the fix is the operator's.
+    """
+
+
+class MailboxError(SMTPSTSError, RuntimeError):
+    """
+    A mailbox of TLS-RPT reports could not be read or changed (issue 13 item 2).
+
+    Raised by :mod:`smtpsts.io.tlsrpt_mailbox`: the IMAP server cannot be
+    reached, does not answer in time, refuses the login or a command, does
+    not offer STARTTLS when it is required, or the login would go in
+    cleartext without an explicit permission; a Maildir is missing or cannot
+    be changed. Mails already handled stay handled; the rest wait for the
+    next run.
     """
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from smtpsts._cli.tlsrpt_advise import register_advise
 from smtpsts._cli.tlsrpt_dashboard import register_dashboard
+from smtpsts._cli.tlsrpt_fetch import register_fetch
 from smtpsts._cli.tlsrpt_send import register_send
 from smtpsts._cli.tlsrpt_serve import register_serve
 from smtpsts._cli.tlsrpt_store import register_store
@@ -52,6 +53,7 @@ def register(sub: Any) -> None:
     register_store(tsub)
     register_advise(tsub)
     register_dashboard(tsub)
+    register_fetch(tsub)
 
 
 def _read(name: str) -> bytes:

@@ -195,7 +195,9 @@ def verified_dkim_domains(
     """
     dkim = _load()
     options = {} if lookup_txt is None else {"dnsfunc": _dnsfunc(lookup_txt)}
-    checker = dkim.DKIM(message)
+    # tlsrpt=True: a key published with s=tlsrpt (RFC 8460 §3) verifies too; dkimpy
+    # refuses such keys for a message it was not told is a report.
+    checker = dkim.DKIM(message, tlsrpt=True)
     count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
     found: list[str] = []
     for idx in range(count):

@@ -59,6 +59,7 @@ __all__ = [
     "StoredReport",
     "accept_report_body",
     "breakdown",
+    "check_report",
     "daily_counts",
     "report_key",
     "window",
@@ -180,6 +181,27 @@ def accept_report_body(
         report = Report.from_json(data)
     except ReportSyntaxError as e:
         raise IntakeError(f"not a TLS-RPT report: {e}", status=400, reason="not-a-report") from None
+    return check_report(report, limits)
+
+
+def check_report(report: Report, limits: IntakeLimits = IntakeLimits()) -> Report:
+    """
+    Apply the intake's rules on a parsed report: its counts, and the duplicate key.
+
+    :func:`accept_report_body` ends with this check; a mailbox intake,
+    which finds the report in a mail (:func:`~smtpsts.tlsrpt.parse_report_message`),
+    calls it directly.
+
+    Args:
+        report: The report.
+        limits: The caps (``max_policies`` and ``max_failure_details``).
+
+    Returns:
+        The report, with ``organization-name`` and ``report-id`` present.
+
+    Raises:
+        IntakeError: Too many entries (``413``), or no duplicate key (``400``).
+    """
     if len(report.policies) > limits.max_policies:
         raise IntakeError(
             f"{len(report.policies)} policies (at most {limits.max_policies})",
