@@ -38,7 +38,6 @@ import ipaddress
 import logging
 import os
 import random
-import smtplib
 import socket
 import sqlite3
 import ssl
@@ -47,7 +46,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, Self, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
 import attrs
 import h11
@@ -57,8 +56,17 @@ from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
 from smtpsts.exceptions import LocalResourceError, UsageError
 from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
+from smtpsts.io.submit import SMTPSubmitter
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.model import Report
+from smtpsts.tlsrpt.outbox import (
+    DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_RETRY_PERIOD,
+    MAX_JITTER,
+    DeliveryResult,
+    OutboxItem,
+    retry_at,
+)
 from smtpsts.tlsrpt.record import (
     HTTPSEndpoint,
     MailtoEndpoint,
@@ -96,15 +104,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_INITIAL_BACKOFF = timedelta(minutes=5)
-"""The wait after the first failed delivery; it doubles after each (RPT-SEND-20)."""
-
-DEFAULT_RETRY_PERIOD = timedelta(hours=24)
-"""How long after the first attempt deliveries are retried (RPT-SEND-20)."""
-
-MAX_JITTER = timedelta(hours=4)
-"""Upper bound of the random delay after 00:00 UTC (RPT-AGG-15)."""
 
 SIZE_WARNING = 10 * 1024 * 1024
 """A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
@@ -182,57 +181,7 @@ def is_report_message(headers: Mapping[str, str] | object) -> bool:
     return callable(get) and get("TLS-Report-Domain") is not None
 
 
-def retry_at(
-    first_attempt: datetime,
-    attempts: int,
-    *,
-    initial: timedelta = DEFAULT_INITIAL_BACKOFF,
-    period: timedelta = DEFAULT_RETRY_PERIOD,
-) -> datetime | None:
-    """
-    When to try again after ``attempts`` failed deliveries (RPT-SEND-20).
-
-    The waits are ``initial``, then doubling: with the defaults the tries are
-    at +0, +5, +15, +35 minutes and so on.
-
-    Args:
-        first_attempt: When the first delivery was tried.
-        attempts: How many tries failed so far (at least 1).
-        initial: The first wait.
-        period: No try later than this after the first.
-
-    Returns:
-        The time of the next try, or ``None`` to give up.
-    """
-    elapsed = initial * ((1 << attempts) - 1)
-    if elapsed > period:
-        return None
-    return first_attempt + elapsed
-
-
 # --------------------------------------------------------------------------- transports
-
-
-@attrs.frozen
-class DeliveryResult:
-    """
-    What one endpoint did with a report.
-
-    Attributes:
-        uri: The ``rua`` URI.
-        ok: Whether it accepted the report.
-        detail: The HTTP status, the SMTP reply or the error, in words.
-        permanent: The endpoint can never take it: every address of its
-            host (or of a redirect target) is refused (issue 10).
-        local_fault: This host failed (out of descriptors, buffers or
-            memory): no verdict on the endpoint, the attempt is not counted.
-    """
-
-    uri: str
-    ok: bool
-    detail: str
-    permanent: bool = False
-    local_fault: bool = False
 
 
 class AddressLookup(Protocol):
@@ -700,136 +649,7 @@ def _exchange(
     return response.status_code, location
 
 
-class _STARTTLSFailedError(Exception):
-    """The STARTTLS handshake failed; in opportunistic mode the mail goes in cleartext."""
-
-
-@attrs.define
-class SMTPSubmitter:
-    """
-    The default submit function: hand a report mail to an SMTP server with :mod:`smtplib`.
-
-    The report must arrive even when TLS fails (RFC 8460 §3, RPT-SEND-14):
-    with ``starttls="opportunistic"`` (the default) STARTTLS is used when
-    offered, without certificate checks, and a failed handshake is retried in
-    cleartext. Use ``"required"`` (with verification) for a submission
-    server across an untrusted network.
-
-    Args:
-        host: The submission server.
-        port: Its port.
-        starttls: ``"opportunistic"``, ``"required"`` or ``"never"``.
-        implicit_tls: Connect with TLS at once (port 465).
-        context: TLS context for ``"required"``/``implicit_tls``
-            (system trust by default).
-        username: Log in with this name (after TLS, if any).
-        password: And this password.
-        timeout: Seconds per network operation.
-        local_hostname: The EHLO name (the host's FQDN by default).
-    """
-
-    host: str = "localhost"
-    port: int = 25
-    starttls: Literal["opportunistic", "required", "never"] = "opportunistic"
-    implicit_tls: bool = False
-    context: ssl.SSLContext | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 60.0
-    local_hostname: str | None = None
-
-    def __call__(self, message: bytes, mail_from: str, rcpt_to: str) -> None:
-        """
-        Submit one message.
-
-        Args:
-            message: The message (CRLF line endings).
-            mail_from: The envelope sender.
-            rcpt_to: The recipient.
-
-        Raises:
-            smtplib.SMTPException: The server refused it.
-            OSError: The connection failed.
-        """
-        try:
-            self._send(message, mail_from, rcpt_to, tls=self.starttls != "never")
-        except _STARTTLSFailedError as exc:
-            # RFC 8460 §3: the report is delivered despite TLS failures (RPT-SEND-14).
-            log.warning("TLS-RPT: STARTTLS to %s failed (%s); sending in cleartext", self.host, exc)
-            self._send(message, mail_from, rcpt_to, tls=False)
-
-    def _send(self, message: bytes, mail_from: str, rcpt_to: str, *, tls: bool) -> None:
-        if self.implicit_tls:
-            context = self.context or ssl.create_default_context()
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host,
-                self.port,
-                timeout=self.timeout,
-                context=context,
-                local_hostname=self.local_hostname,
-            )
-        else:
-            client = smtplib.SMTP(
-                self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
-            )
-        with client:
-            if tls and not self.implicit_tls:
-                client.ehlo()
-                if client.has_extn("starttls"):
-                    try:
-                        client.starttls(context=self._starttls_context())
-                    except (ssl.SSLError, OSError) as exc:
-                        if self.starttls == "required":
-                            raise
-                        raise _STARTTLSFailedError(str(exc)) from exc
-                    client.ehlo()
-                elif self.starttls == "required":
-                    raise smtplib.SMTPNotSupportedError("server offers no STARTTLS")
-            if self.username is not None:
-                client.login(self.username, self.password or "")
-            client.sendmail(mail_from, [rcpt_to], message)
-
-    def _starttls_context(self) -> ssl.SSLContext:
-        if self.starttls == "required":
-            return self.context or ssl.create_default_context()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-
 # --------------------------------------------------------------------------- outbox
-
-
-@attrs.frozen
-class OutboxItem:
-    """
-    One report waiting for (or done with) delivery.
-
-    Attributes:
-        report_id: The report's ``report-id`` (the outbox key).
-        domain: The policy (report) domain.
-        day: The UTC day the report covers.
-        report: The report.
-        created_at: When it was put in the outbox (the first attempt).
-        attempts: Failed attempts so far.
-        next_attempt: When it is due; ``None`` once finished.
-        state: ``pending``, ``delivered``, ``dropped`` (the domain wants no
-            reports) or ``failed`` (given up).
-        last_error: Why the last attempt failed, or why it was dropped.
-        delivered_to: The endpoints that accepted it.
-    """
-
-    report_id: str
-    domain: str
-    day: date
-    report: Report
-    created_at: datetime
-    attempts: int
-    next_attempt: datetime | None
-    state: str
-    last_error: str | None
-    delivered_to: tuple[str, ...]
 
 
 _SELECT = (
