@@ -55,6 +55,7 @@ from smtpsts._names import to_alabel
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
 from smtpsts.exceptions import LocalResourceError, UsageError
 from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
+from smtpsts.io._drive import drive
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.io.submit import SMTPSubmitter
 from smtpsts.tlsrpt.aggregate import Aggregator
@@ -63,15 +64,26 @@ from smtpsts.tlsrpt.outbox import (
     DEFAULT_INITIAL_BACKOFF,
     DEFAULT_RETRY_PERIOD,
     MAX_JITTER,
+    Delivery,
+    DeliveryAnswer,
+    DeliveryRequest,
     DeliveryResult,
+    LookupTLSRPT,
+    MailReport,
     OutboxItem,
+    Settlement,
+    Verdict,
+    capped_endpoints,
+    delivery,
+    due_items,
+    next_build,
     retry_at,
+    settle,
+    wake_at,
 )
 from smtpsts.tlsrpt.record import (
     HTTPSEndpoint,
     MailtoEndpoint,
-    SelectionStatus,
-    select_tlsrpt_record,
 )
 from smtpsts.tlsrpt.serialize import (
     CONTENT_TYPE_GZIP,
@@ -1033,11 +1045,33 @@ class ReportSender:
             return None  # AMB-22 off: no heartbeat reports
         return report
 
+    def attempt(self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()) -> Delivery:
+        """
+        Try to deliver one report once: :func:`smtpsts.tlsrpt.outbox.delivery`, performed here.
+
+        The core decides (the record, the endpoints, the cap, the outcome);
+        this sender performs its requests: the TXT lookup with
+        ``lookup_txt``, the mail with ``submit``, the POST with
+        :func:`post_report`.
+
+        Args:
+            item: The outbox item.
+            now: The current time (the mail's ``Date``).
+            capped: Endpoint URIs that reached
+                ``max_reports_per_destination`` today: not contacted (SEC-11).
+
+        Returns:
+            The outcome and the per-endpoint results.
+        """
+        return drive(
+            delivery(item, capped=capped, send_to_all=self.send_to_all), self._performer(now)
+        )
+
     def deliver(
         self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()
     ) -> tuple[str, list[DeliveryResult]]:
         """
-        Try to deliver one report once.
+        Try to deliver one report once (:meth:`attempt`, as a pair).
 
         Args:
             item: The outbox item.
@@ -1047,58 +1081,34 @@ class ReportSender:
                 (SEC-11).
 
         Returns:
-            ``("delivered" | "dropped" | "retry" | "deferred", results)``;
+            ``(outcome, results)``: the outcome is a
+            :class:`~smtpsts.tlsrpt.outbox.DeliveryOutcome` (a string:
+            ``"delivered"``, ``"dropped"``, ``"retry"`` or ``"deferred"``);
             for a DNS ``retry`` and a ``dropped`` without record the single
             result says why. ``dropped`` also when every endpoint is
             refused by the address policy; ``deferred`` when none accepted
             and one hit a local fault.
         """
-        qname = f"_smtp._tls.{item.domain}."
-        try:
-            answer = self.lookup_txt(qname)
-        except LocalResourceError as exc:
-            return "deferred", [_deferred(qname, exc)]
-        # RPT-REC-14: looked up at send time; a DNS failure is retried.
-        if isinstance(answer, TXTFailure):
-            return "retry", [DeliveryResult(qname, ok=False, detail=f"DNS: {answer.reason}")]
-        if isinstance(answer, TXTNotFound):
-            # RPT-AGG-19: no record means the domain wants no reports.
-            return "dropped", [DeliveryResult(qname, ok=False, detail="no TLSRPT record")]
-        selection = select_tlsrpt_record(answer.records)
-        if selection.status is not SelectionStatus.FOUND or selection.record is None:
-            # RPT-REC-06: none, several or an invalid record: no reporting.
-            return "dropped", [
-                DeliveryResult(qname, ok=False, detail=f"TLSRPT record: {selection.status.value}")
-            ]
-        endpoints = selection.record.usable_endpoints
-        if not endpoints:
-            # RPT-SEND-23: only unsupported rua URIs.
-            return "dropped", [DeliveryResult(qname, ok=False, detail="no usable rua endpoint")]
-        results = []
-        for endpoint in endpoints:
-            if endpoint.uri in capped:
-                # SEC-11: this destination has had its reports for today.
-                results.append(
-                    DeliveryResult(endpoint.uri, ok=False, detail="daily report cap reached")
+        done = self.attempt(item, now, capped=capped)
+        return done.outcome, list(done.results)
+
+    def _performer(self, now: datetime) -> Callable[[DeliveryRequest], DeliveryAnswer]:
+        # A local fault is raised into the conversation, which keeps the
+        # report without a verdict on the endpoint (issue 10).
+        def perform(request: DeliveryRequest) -> DeliveryAnswer:
+            if isinstance(request, LookupTLSRPT):
+                return self.lookup_txt(request.qname)
+            try:
+                if isinstance(request, MailReport):
+                    return self._mail(request.item, request.endpoint, now)
+                return self._post(request.item, request.endpoint)
+            except LocalResourceError as exc:
+                log.warning(
+                    "TLS-RPT: %s: local fault, will try again: %s", request.endpoint.uri, exc
                 )
-                continue
-            if isinstance(endpoint, MailtoEndpoint):
-                result = self._mail(item, endpoint, now)
-            else:
-                result = self._post(item, endpoint)
-            results.append(result)
-            if result.ok and not self.send_to_all:
-                break
-        if any(r.ok for r in results):
-            # RPT-SEND-16: delivered once at least one endpoint accepted it.
-            return "delivered", results
-        if any(r.local_fault for r in results):
-            # Issue 10: a local fault is no verdict on the endpoints.
-            return "deferred", results
-        if all(r.permanent for r in results):
-            # RPT-SEND-23: no usable endpoint is left (all refused, issue 10).
-            return "dropped", results
-        return "retry", results
+                raise
+
+        return perform
 
     def _payload(self, report: Report) -> bytes:
         if self.compressed:
@@ -1139,29 +1149,26 @@ class ReportSender:
             if self.signer is not None:
                 data = self.signer.sign(data)
             self.submit(data, sender, endpoint.address)
-        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+        except Exception as exc:
             fault = _local_fault(exc)
             if fault is not None:
-                return _deferred(endpoint.uri, fault)
+                raise fault from exc
             return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
         return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
 
     def _post(self, item: OutboxItem, endpoint: HTTPSEndpoint) -> DeliveryResult:
-        try:
-            result = post_report(
-                endpoint.url,
-                self._payload(item.report),
-                content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
-                timeout=self.https_timeout,
-                verify=self.https_verify,
-                context=self.https_context,
-                connect_to=self.connect_to,
-                max_redirects=self.https_max_redirects,
-                allow=self.https_allow,
-                lookup_addresses=self.lookup_addresses,
-            )
-        except LocalResourceError as exc:
-            return _deferred(endpoint.url, exc)
+        result = post_report(
+            endpoint.url,
+            self._payload(item.report),
+            content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
+            timeout=self.https_timeout,
+            verify=self.https_verify,
+            context=self.https_context,
+            connect_to=self.connect_to,
+            max_redirects=self.https_max_redirects,
+            allow=self.https_allow,
+            lookup_addresses=self.lookup_addresses,
+        )
         if result.permanent:
             log.warning(
                 "TLS-RPT: %s: %s; not retried (internal endpoints need https_allow)",
@@ -1169,12 +1176,6 @@ class ReportSender:
                 result.detail,
             )
         return result
-
-
-def _deferred(uri: str, fault: LocalResourceError) -> DeliveryResult:
-    # Issue 10: a local fault keeps the report queued and counts no attempt.
-    log.warning("TLS-RPT: %s: local fault, will try again: %s", uri, fault)
-    return DeliveryResult(uri, ok=False, detail=f"local fault: {fault}", local_fault=True)
 
 
 def send_due_reports(
@@ -1213,111 +1214,54 @@ def send_due_reports(
                 built.append(str(report.report_id))
             # Only after the report is safely queued (a crash re-queues the same id).
             store.mark_reported(day, domain, now)
-    delivered: list[str] = []
-    dropped: list[str] = []
-    retrying: list[str] = []
-    failed: list[str] = []
-    deferred: list[str] = []
     cap = sender.max_reports_per_destination
     counts = outbox.delivered_counts(now) if cap is not None else {}
-    for item in outbox.due(now):
+    verdicts: dict[Verdict, list[str]] = {verdict: [] for verdict in Verdict}
+    # The outbox's query narrows the items; the core decides which are due.
+    for item in due_items(outbox.due(now), now):
         # SEC-11: a cap on reports per destination and day limits report floods.
-        capped = {uri for uri, n in counts.items() if cap is not None and n >= cap}
-        outcome, results = sender.deliver(item, now, capped=capped)
-        accepted = tuple(r.uri for r in results if r.ok)
-        for uri in accepted:
+        attempt = sender.attempt(item, now, capped=capped_endpoints(counts, cap))
+        settled = settle(
+            item, attempt, now, initial=sender.initial_backoff, period=sender.retry_period
+        )
+        for uri in settled.delivered_to:
             counts[uri] = counts.get(uri, 0) + 1
-        errors = "; ".join(f"{r.uri}: {r.detail}" for r in results if not r.ok) or None
-        if outcome == "delivered":
-            log.info("TLS-RPT: delivered %s to %s", item.report_id, ", ".join(accepted))
-            outbox.record(
-                item.report_id,
-                state="delivered",
-                attempts=item.attempts,
-                next_attempt=None,
-                error=errors,
-                delivered_to=accepted,
-                now=now,
-            )
-            delivered.append(item.report_id)
-        elif outcome == "dropped":
-            log.info("TLS-RPT: not sending %s: %s", item.report_id, errors)
-            outbox.record(
-                item.report_id,
-                state="dropped",
-                attempts=item.attempts,
-                next_attempt=None,
-                error=errors,
-                now=now,
-            )
-            dropped.append(item.report_id)
-        elif outcome == "deferred":
-            # Issue 10: a local fault says nothing about the endpoints: the
-            # attempt is not counted and the report waits the first backoff.
-            resume = now + sender.initial_backoff
-            log.warning(
-                "TLS-RPT: delivery of %s deferred by a local fault (%s); next try at %s",
-                item.report_id,
-                errors,
-                resume.isoformat(),
-            )
-            outbox.record(
-                item.report_id,
-                state="pending",
-                attempts=item.attempts,
-                next_attempt=resume,
-                error=errors,
-                now=now,
-            )
-            deferred.append(item.report_id)
-        else:
-            attempts = item.attempts + 1
-            again = retry_at(
-                item.created_at,
-                attempts,
-                initial=sender.initial_backoff,
-                period=sender.retry_period,
-            )
-            if again is None:
-                log.error(
-                    "TLS-RPT: giving up on %s after %d attempts: %s",
-                    item.report_id,
-                    attempts,
-                    errors,
-                )
-                failed.append(item.report_id)
-            else:
-                log.warning(
-                    "TLS-RPT: delivery of %s failed (%s); next try at %s",
-                    item.report_id,
-                    errors,
-                    again.isoformat(),
-                )
-                retrying.append(item.report_id)
-            outbox.record(
-                item.report_id,
-                state="pending" if again is not None else "failed",
-                attempts=attempts,
-                next_attempt=again,
-                error=errors,
-                now=now,
-            )
+        _log_settlement(item, settled)
+        outbox.record(
+            item.report_id,
+            state=settled.state,
+            attempts=settled.attempts,
+            next_attempt=settled.next_attempt,
+            error=settled.error,
+            delivered_to=settled.delivered_to,
+            now=now,
+        )
+        verdicts[settled.verdict].append(item.report_id)
     return SendSummary(
-        tuple(built),
-        tuple(delivered),
-        tuple(dropped),
-        tuple(retrying),
-        tuple(failed),
-        tuple(deferred),
+        tuple(built), **{verdict.value: tuple(ids) for verdict, ids in verdicts.items()}
     )
 
 
-def _next_build(now: datetime, rng: random.Random, max_jitter: timedelta) -> datetime:
-    # RPT-AGG-15: after 00:00 UTC of the next day, plus a random delay.
-    midnight = datetime.combine(
-        now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), UTC
-    )
-    return midnight + timedelta(seconds=rng.uniform(0, max_jitter.total_seconds()))
+def _log_settlement(item: OutboxItem, settled: Settlement) -> None:
+    rid, error = item.report_id, settled.error
+    again = settled.next_attempt.isoformat() if settled.next_attempt is not None else None
+    if settled.verdict is Verdict.DELIVERED:
+        log.info("TLS-RPT: delivered %s to %s", rid, ", ".join(settled.delivered_to))
+    elif settled.verdict is Verdict.DROPPED:
+        log.info("TLS-RPT: not sending %s: %s", rid, error)
+    elif settled.verdict is Verdict.DEFERRED:
+        # Issue 10: a local fault says nothing about the endpoints: the
+        # attempt is not counted and the report waits the first backoff.
+        log.warning(
+            "TLS-RPT: delivery of %s deferred by a local fault (%s); next try at %s",
+            rid,
+            error,
+            again,
+        )
+    elif settled.verdict is Verdict.FAILED:
+        log.error("TLS-RPT: giving up on %s after %d attempts: %s", rid, settled.attempts, error)
+    else:
+        log.warning("TLS-RPT: delivery of %s failed (%s); next try at %s", rid, error, again)
 
 
 def run_daily(
@@ -1355,11 +1299,12 @@ def run_daily(
     rng = rng or random.Random()  # noqa: S311 - jitter, not security
     wait = wait or threading.Event().wait
     now = clock()
-    next_build = now if build_now else _next_build(now, rng, max_jitter)
+    # RPT-AGG-15: the core's schedule, the adapter's random draw.
+    build_at = now if build_now else next_build(now, rng.random(), max_jitter)
     done = 0
     while True:
         now = clock()
-        building = now >= next_build
+        building = now >= build_at
         try:
             send_due_reports(store, outbox, sender, now=now, build=building)
             if building:
@@ -1369,13 +1314,10 @@ def run_daily(
         except Exception:
             log.exception("TLS-RPT: sending round failed; trying again later")
         if building:
-            next_build = _next_build(now, rng, max_jitter)
+            build_at = next_build(now, rng.random(), max_jitter)
         done += 1
         if rounds is not None and done >= rounds:
             return
-        wake = min(next_build, now + poll)
-        due = outbox.next_due()
-        if due is not None:
-            wake = min(wake, max(due, now))
+        wake = wake_at(now, build_at, poll, outbox.next_due())
         if wait(max(0.0, (wake - clock()).total_seconds())):
             return
