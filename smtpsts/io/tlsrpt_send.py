@@ -36,17 +36,15 @@ import errno
 import hashlib
 import ipaddress
 import logging
-import os
 import random
 import socket
-import sqlite3
 import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 import h11
@@ -58,6 +56,7 @@ from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
 from smtpsts.io._drive import drive
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.io.submit import SMTPSubmitter
+from smtpsts.stores.tlsrpt_outbox import SQLiteOutbox as Outbox
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.model import Report
 from smtpsts.tlsrpt.outbox import (
@@ -659,242 +658,6 @@ def _exchange(
         raise ConnectionError("the server closed the connection without a response")
     location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
     return response.status_code, location
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-_SELECT = (
-    "SELECT report_id, domain, day, report, created_at, attempts, next_attempt,"
-    " state, last_error, delivered_to FROM tlsrpt_outbox "
-)
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-class Outbox:
-    """
-    Reports to deliver, in an SQLite file, so a restart loses none (issue #5 item 5).
-
-    It may share the file of :class:`smtpsts.stores.tlsrpt_sqlite.SQLiteTLSRPTStore`.
-
-    Args:
-        path: The database file (created if missing), or ``":memory:"``.
-        busy_timeout: Seconds to wait for another process's write lock.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
-        self.path = os.fspath(path)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS tlsrpt_outbox ("
-                " report_id TEXT PRIMARY KEY NOT NULL, domain TEXT NOT NULL, day TEXT NOT NULL,"
-                " report TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL,"
-                " next_attempt REAL, state TEXT NOT NULL, last_error TEXT,"
-                " delivered_to TEXT NOT NULL DEFAULT '', finished_at REAL)"
-            )
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def enqueue(self, report: Report, domain: str, day: date, now: datetime) -> bool:
-        """
-        Add a report, due at once; a report already there (same id) is left alone.
-
-        Args:
-            report: The report (it must have a ``report-id``).
-            domain: Its policy domain.
-            day: The UTC day it covers.
-            now: The current time.
-
-        Returns:
-            Whether it was added.
-
-        Raises:
-            smtpsts.UsageError: The report has no ``report-id``.
-        """
-        if not report.report_id:
-            raise UsageError("a report needs a report-id to be queued")
-        with self._lock:
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO tlsrpt_outbox (report_id, domain, day, report, created_at,"
-                " attempts, next_attempt, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending')",
-                (
-                    report.report_id,
-                    to_alabel(domain),
-                    day.isoformat(),
-                    report.to_json(),
-                    now.timestamp(),
-                    now.timestamp(),
-                ),
-            )
-        return cur.rowcount == 1
-
-    def _items(self, where: str, params: tuple[object, ...]) -> list[OutboxItem]:
-        with self._lock:
-            sql = _SELECT + where  # where is one of the fixed clauses below
-            rows = self._conn.execute(
-                sql,
-                params,
-            ).fetchall()
-        return [
-            OutboxItem(
-                rid,
-                dom,
-                date.fromisoformat(day),
-                Report.from_json(doc),
-                datetime.fromtimestamp(created, UTC),
-                attempts,
-                _dt(nxt),
-                state,
-                err,
-                tuple(x for x in to.split(" ") if x),
-            )
-            for rid, dom, day, doc, created, attempts, nxt, state, err, to in rows
-        ]
-
-    def due(self, now: datetime) -> list[OutboxItem]:
-        """
-        The pending items whose next attempt is due.
-
-        Args:
-            now: The current time.
-
-        Returns:
-            The items, the longest waiting first.
-        """
-        return self._items(
-            "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt, report_id",
-            (now.timestamp(),),
-        )
-
-    def items(self, state: str | None = None) -> list[OutboxItem]:
-        """
-        Every item, or those in one state.
-
-        Args:
-            state: ``pending``, ``delivered``, ``dropped`` or ``failed``.
-
-        Returns:
-            The items, oldest first.
-        """
-        if state is None:
-            return self._items("ORDER BY created_at, report_id", ())
-        return self._items("WHERE state = ? ORDER BY created_at, report_id", (state,))
-
-    def next_due(self) -> datetime | None:
-        """
-        When the next pending item is due.
-
-        Returns:
-            The time, or ``None`` when nothing is pending.
-        """
-        with self._lock:
-            (value,) = self._conn.execute(
-                "SELECT min(next_attempt) FROM tlsrpt_outbox WHERE state = 'pending'"
-            ).fetchone()
-        return _dt(value)
-
-    def record(
-        self,
-        report_id: str,
-        *,
-        state: str,
-        attempts: int,
-        next_attempt: datetime | None,
-        error: str | None,
-        delivered_to: Sequence[str] = (),
-        now: datetime,
-    ) -> None:
-        """
-        Store the outcome of an attempt.
-
-        Args:
-            report_id: The item.
-            state: Its new state.
-            attempts: Failed attempts so far.
-            next_attempt: When to try again (``None`` once finished).
-            error: Why the attempt failed, or why the item was dropped.
-            delivered_to: The endpoints that accepted it.
-            now: The current time.
-        """
-        finished = None if state == "pending" else now.timestamp()
-        with self._lock:
-            self._conn.execute(
-                "UPDATE tlsrpt_outbox SET state = ?, attempts = ?, next_attempt = ?,"
-                " last_error = ?, delivered_to = ?, finished_at = ? WHERE report_id = ?",
-                (
-                    state,
-                    attempts,
-                    None if next_attempt is None else next_attempt.timestamp(),
-                    error,
-                    " ".join(delivered_to),
-                    finished,
-                    report_id,
-                ),
-            )
-
-    def delivered_counts(self, now: datetime) -> dict[str, int]:
-        """
-        How many reports each endpoint accepted on the UTC day of ``now`` (SEC-11).
-
-        Args:
-            now: The current time (aware).
-
-        Returns:
-            ``{endpoint URI: reports delivered to it that day}``.
-        """
-        day = now.astimezone(UTC).date()
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT delivered_to FROM tlsrpt_outbox WHERE state = 'delivered'"
-                " AND finished_at >= ? AND finished_at < ?",
-                (start, start + 86400),
-            ).fetchall()
-        counts: dict[str, int] = {}
-        for (to,) in rows:
-            for uri in to.split():
-                counts[uri] = counts.get(uri, 0) + 1
-        return counts
-
-    def purge(self, now: datetime, keep_days: int = 7) -> int:
-        """
-        Delete finished items older than ``keep_days``.
-
-        Args:
-            now: The current time.
-            keep_days: The retention period.
-
-        Returns:
-            How many items were deleted.
-        """
-        cutoff = (now - timedelta(days=keep_days)).timestamp()
-        with self._lock:
-            cur = self._conn.execute(
-                "DELETE FROM tlsrpt_outbox WHERE state != 'pending' AND finished_at < ?",
-                (cutoff,),
-            )
-        return cur.rowcount
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- sender
