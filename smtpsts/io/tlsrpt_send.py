@@ -40,7 +40,6 @@ import random
 import socket
 import ssl
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +53,7 @@ from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
 from smtpsts.exceptions import LocalResourceError, UsageError
 from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
 from smtpsts.io._drive import drive
+from smtpsts.io._http11 import Deadline, drive_on_socket, exchange
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.io.submit import SMTPSubmitter
 from smtpsts.stores.tlsrpt_outbox import SQLiteOutbox as Outbox
@@ -123,7 +123,6 @@ DEFAULT_HTTPS_TIMEOUT = 30.0
 """Seconds for one whole POST of a report, redirects included (issue 10)."""
 
 _RESPONSE_CAP = 64 * 1024  # response body bytes read at most
-_READ_SIZE = 16 * 1024
 _T = TypeVar("_T")
 _LOCAL_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _KEEPS_POST: Final = (307, 308)  # the redirects that keep the method and body
@@ -214,20 +213,6 @@ class AddressLookup(Protocol):
         ...
 
 
-class _Deadline:
-    """One wall-clock deadline for a whole POST, redirects included (issue 10)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        remaining = self.end - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"the {self.seconds:g} s deadline passed")
-        return remaining
-
-
 @attrs.frozen
 class _Failure:
     # Why one POST did not get a status; permanent: the target is refused.
@@ -254,7 +239,7 @@ def _local_fault(exc: BaseException) -> LocalResourceError | None:
     return None
 
 
-def _in_thread(work: Callable[[], _T], deadline: _Deadline) -> _T:
+def _in_thread(work: Callable[[], _T], deadline: Deadline) -> _T:
     # getaddrinfo() has no timeout, and a resolver's lifetime is per query:
     # wait for either in a daemon thread no longer than the deadline allows.
     box: list[_T] = []
@@ -280,7 +265,7 @@ def _in_thread(work: Callable[[], _T], deadline: _Deadline) -> _T:
 
 
 def _lookup(
-    host: str, port: int, lookup: AddressLookup | None, deadline: _Deadline
+    host: str, port: int, lookup: AddressLookup | None, deadline: Deadline
 ) -> list[str] | _Failure:
     # The one resolution of a host in a POST: its answer is what is checked
     # and what is connected to, so a rebinding DNS gets no second say.
@@ -355,7 +340,7 @@ class _Route:
     lookup: AddressLookup | None
     allow: tuple[IPNetwork, ...]
     connect_to: Mapping[tuple[str, int], tuple[str, int]]
-    deadline: _Deadline
+    deadline: Deadline
     found: dict[tuple[str, int], list[tuple[str, int]] | _Failure] = attrs.Factory(dict)
 
     def endpoints(self, host: str, port: int) -> list[tuple[str, int]] | _Failure:
@@ -462,7 +447,7 @@ def post_report(
             buffers or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``,
             ``ENOMEM``): no verdict on the endpoint.
     """
-    route = _Route(lookup_addresses, tuple(allow), dict(connect_to or {}), _Deadline(timeout))
+    route = _Route(lookup_addresses, tuple(allow), dict(connect_to or {}), Deadline(timeout))
     current = url
     hops = 0
     while True:
@@ -501,7 +486,7 @@ def post_report(
         return DeliveryResult(url, ok=200 <= status < 300, detail=detail)
 
 
-def _describe(exc: Exception, deadline: _Deadline) -> str:
+def _describe(exc: Exception, deadline: Deadline) -> str:
     if isinstance(exc, TimeoutError):
         return f"timeout: no answer within the {deadline.seconds:g} s deadline"
     return f"{type(exc).__name__}: {exc}"
@@ -589,75 +574,34 @@ def _post_once(
             raw.close()
             raise
         with sock:
-            return _exchange(
+            # The one HTTP/1.1 exchange (io/_http11.py): every send and read
+            # waits at most for the time left, so a server that drips a byte
+            # at a time cannot stretch the POST past its deadline; only the
+            # status matters, so a failure after the head ends the body.
+            response = drive_on_socket(
+                exchange(
+                    "POST",
+                    target,
+                    [
+                        ("Host", authority),
+                        ("Content-Type", content_type),
+                        ("Content-Length", str(len(body))),
+                        ("User-Agent", user_agent),
+                        ("Connection", "close"),
+                    ],
+                    body,
+                    max_body=_RESPONSE_CAP,
+                    keep_partial_body=True,
+                ),
                 sock,
                 deadline,
-                headers=[
-                    ("Host", authority),
-                    ("Content-Type", content_type),
-                    ("Content-Length", str(len(body))),
-                    ("User-Agent", user_agent),
-                    ("Connection", "close"),
-                ],
-                target=target,
-                body=body,
             )
+        return response.status, response.header("location")
     except OSError as exc:
         fault = _local_fault(exc)
         if fault is not None:
             raise fault from exc
         raise
-
-
-def _exchange(
-    sock: ssl.SSLSocket,
-    deadline: _Deadline,
-    *,
-    headers: list[tuple[str, str]],
-    target: str,
-    body: bytes,
-) -> tuple[int, str | None]:
-    # Every send and recv waits at most for the time left, so a server that
-    # drips a byte at a time cannot stretch the POST past its deadline.
-    conn = h11.Connection(h11.CLIENT)
-    data = b"".join(
-        conn.send(event) or b""
-        for event in (
-            h11.Request(method="POST", target=target, headers=headers),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        )
-    )
-    view = memoryview(data)
-    while view:
-        sock.settimeout(deadline.left())
-        view = view[sock.send(view[:_READ_SIZE]) :]
-    response: h11.Response | None = None
-    seen = 0
-    while seen <= _RESPONSE_CAP:
-        try:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                sock.settimeout(deadline.left())
-                chunk = sock.recv(_READ_SIZE)
-                if not chunk and response is None:
-                    raise ConnectionError("the server closed the connection without a response")
-                conn.receive_data(chunk)
-                continue
-        except (OSError, h11.ProtocolError):
-            if response is None:
-                raise
-            break  # the status has come; the rest of the body does not matter
-        if isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            seen += len(event.data)
-        elif not isinstance(event, h11.InformationalResponse):
-            break  # EndOfMessage, ConnectionClosed
-    if response is None:  # pragma: no cover - h11 raises on a close before the response
-        raise ConnectionError("the server closed the connection without a response")
-    location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
-    return response.status_code, location
 
 
 # --------------------------------------------------------------------------- sender
