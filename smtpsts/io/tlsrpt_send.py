@@ -31,6 +31,7 @@ The clock, the sleep and the random source are parameters.
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import errno
 import hashlib
@@ -41,7 +42,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
@@ -52,7 +53,7 @@ from smtpsts._names import to_alabel
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
 from smtpsts.exceptions import LocalResourceError, UsageError
 from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
-from smtpsts.io._drive import drive
+from smtpsts.io._drive import adrive, drive
 from smtpsts.io._http11 import Deadline, drive_on_socket, exchange
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.io.submit import SMTPSubmitter
@@ -70,6 +71,7 @@ from smtpsts.tlsrpt.outbox import (
     LookupTLSRPT,
     MailReport,
     OutboxItem,
+    PostReport,
     Settlement,
     Verdict,
     capped_endpoints,
@@ -107,6 +109,7 @@ __all__ = [
     "ReportSender",
     "SMTPSubmitter",
     "SendSummary",
+    "asend_due_reports",
     "is_report_message",
     "post_report",
     "retry_at",
@@ -132,6 +135,12 @@ TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
 
 Submit = Callable[[bytes, str, str], None]
 """Submits a message: ``(message bytes, envelope sender, recipient)``; raises on failure."""
+
+AsyncTXTLookup = Callable[[str], Awaitable[TXTAnswer | TXTNotFound | TXTFailure]]
+"""Looks up a TXT RRset with asyncio, e.g. :meth:`smtpsts.io.dns.AsyncDNSResolver.lookup_txt`."""
+
+AsyncSubmit = Callable[[bytes, str, str], Awaitable[None]]
+"""Submits a message with asyncio, e.g. :meth:`SMTPSubmitter.asubmit`; raises on failure."""
 
 
 class DKIMSigner(Protocol):
@@ -685,6 +694,12 @@ class ReportSender:
         lookup_addresses: Resolves the hosts of ``https:`` endpoints (e.g.
             ``DNSResolver().lookup_addresses``); :func:`socket.getaddrinfo`
             by default.
+        alookup_txt: The asyncio TXT lookup of :func:`asend_due_reports`
+            (e.g. ``AsyncDNSResolver().lookup_txt``); ``lookup_txt`` in a
+            worker thread by default.
+        asubmit: The asyncio submit of :func:`asend_due_reports`; by default
+            ``submit.asubmit`` when it has one (:class:`SMTPSubmitter` has),
+            else ``submit`` in a worker thread.
 
     Raises:
         smtpsts.UsageError: ``contact_info`` or ``from_address`` is not an
@@ -713,6 +728,8 @@ class ReportSender:
     max_reports_per_destination: int | None = None
     https_allow: tuple[IPNetwork, ...] = attrs.field(default=(), converter=_networks)
     lookup_addresses: AddressLookup | None = None
+    alookup_txt: AsyncTXTLookup | None = None
+    asubmit: AsyncSubmit | None = None
 
     def __attrs_post_init__(self) -> None:
         submitter = to_alabel(_mailbox_domain(self.contact_info) or "-")
@@ -799,6 +816,45 @@ class ReportSender:
         done = self.attempt(item, now, capped=capped)
         return done.outcome, list(done.results)
 
+    async def aattempt(
+        self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()
+    ) -> Delivery:
+        """
+        Try to deliver one report once, with asyncio: :meth:`attempt`'s conversation.
+
+        The TXT lookup is ``alookup_txt`` when set (``lookup_txt`` in a worker
+        thread otherwise); mail goes to ``asubmit``, or the submitter's own
+        ``asubmit`` (:meth:`SMTPSubmitter.asubmit`), or ``submit`` in a worker
+        thread; the POST is :func:`post_report` in a worker thread.
+
+        Args:
+            item: The outbox item.
+            now: The current time (the mail's ``Date``).
+            capped: Endpoint URIs that reached the day's cap (SEC-11).
+
+        Returns:
+            The outcome and the per-endpoint results.
+        """
+        return await adrive(
+            delivery(item, capped=capped, send_to_all=self.send_to_all), self._aperformer(now)
+        )
+
+    def _aperformer(self, now: datetime) -> Callable[[DeliveryRequest], Awaitable[DeliveryAnswer]]:
+        async def perform(request: DeliveryRequest) -> DeliveryAnswer:
+            if isinstance(request, LookupTLSRPT):
+                if self.alookup_txt is not None:
+                    return await self.alookup_txt(request.qname)
+                return await asyncio.to_thread(self.lookup_txt, request.qname)
+            try:
+                if isinstance(request, MailReport):
+                    return await self._amail(request.item, request.endpoint, now)
+                return await asyncio.to_thread(self._post, request.item, request.endpoint)
+            except LocalResourceError as exc:
+                _log_local(request, exc)
+                raise
+
+        return perform
+
     def _performer(self, now: datetime) -> Callable[[DeliveryRequest], DeliveryAnswer]:
         # A local fault is raised into the conversation, which keeps the
         # report without a verdict on the endpoint (issue 10).
@@ -810,9 +866,7 @@ class ReportSender:
                     return self._mail(request.item, request.endpoint, now)
                 return self._post(request.item, request.endpoint)
             except LocalResourceError as exc:
-                log.warning(
-                    "TLS-RPT: %s: local fault, will try again: %s", request.endpoint.uri, exc
-                )
+                _log_local(request, exc)
                 raise
 
         return perform
@@ -831,37 +885,67 @@ class ReportSender:
         return report.to_json().encode("utf-8")
 
     def _mail(self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime) -> DeliveryResult:
+        if (refused := self._unsigned(endpoint)) is not None:
+            return refused
+        try:
+            data, sender = self._mail_message(item, endpoint, now)
+            self.submit(data, sender, endpoint.address)
+        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            return _mail_failure(endpoint, exc)
+        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+
+    async def _amail(
+        self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime
+    ) -> DeliveryResult:
+        if (refused := self._unsigned(endpoint)) is not None:
+            return refused
+        try:
+            data, sender = self._mail_message(item, endpoint, now)
+            await self._asubmit(data, sender, endpoint.address)
+        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            return _mail_failure(endpoint, exc)
+        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+
+    async def _asubmit(self, data: bytes, sender: str, recipient: str) -> None:
+        # The explicit coroutine, else the submitter's own (SMTPSubmitter.asubmit),
+        # else the blocking submit in a worker thread.
+        asubmit = self.asubmit or getattr(self.submit, "asubmit", None)
+        if asubmit is not None:
+            await asubmit(data, sender, recipient)
+        else:
+            await asyncio.to_thread(self.submit, data, sender, recipient)
+
+    def _unsigned(self, endpoint: MailtoEndpoint) -> DeliveryResult | None:
         if self.signer is None and not self.allow_unsigned:
             # RFC 8460 §3: receivers ignore reports without a valid DKIM signature.
             return DeliveryResult(
                 endpoint.uri, ok=False, detail="refused: no DKIM signer (allow_unsigned is off)"
             )
+        return None
+
+    def _mail_message(
+        self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime
+    ) -> tuple[bytes, str]:
+        # The RFC 8460 §5.3 message, signed: (bytes, envelope sender).
         sender = self.from_address or self.contact_info
         submitter = submitter_domain(item.report)
         token = hashlib.sha256(f"{item.report_id}\0{endpoint.address}".encode()).hexdigest()[:16]
-        try:
-            message = report_message(
-                item.report,
-                item.domain,
-                from_address=sender,
-                to_address=endpoint.address,
-                date=now,
-                message_id=f"<{token}.{item.report_id}@{submitter}>",
-                unique_id=self.unique_id,
-                compressed=self.compressed,
-            )
-            data = message.as_bytes(policy=email.policy.SMTP)
-            if len(data) > SIZE_WARNING:
-                log.warning("TLS-RPT: report mail %s is large (RPT-SEND-22)", item.report_id)
-            if self.signer is not None:
-                data = self.signer.sign(data)
-            self.submit(data, sender, endpoint.address)
-        except Exception as exc:
-            fault = _local_fault(exc)
-            if fault is not None:
-                raise fault from exc
-            return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
-        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+        message = report_message(
+            item.report,
+            item.domain,
+            from_address=sender,
+            to_address=endpoint.address,
+            date=now,
+            message_id=f"<{token}.{item.report_id}@{submitter}>",
+            unique_id=self.unique_id,
+            compressed=self.compressed,
+        )
+        data = message.as_bytes(policy=email.policy.SMTP)
+        if len(data) > SIZE_WARNING:
+            log.warning("TLS-RPT: report mail %s is large (RPT-SEND-22)", item.report_id)
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return data, sender
 
     def _post(self, item: OutboxItem, endpoint: HTTPSEndpoint) -> DeliveryResult:
         result = post_report(
@@ -885,6 +969,85 @@ class ReportSender:
         return result
 
 
+def _log_local(request: MailReport | PostReport, fault: LocalResourceError) -> None:
+    log.warning("TLS-RPT: %s: local fault, will try again: %s", request.endpoint.uri, fault)
+
+
+def _mail_failure(endpoint: MailtoEndpoint, exc: Exception) -> DeliveryResult:
+    # Issue 10: a local fault is raised into the conversation; anything else
+    # is this endpoint's failure, retried.
+    fault = _local_fault(exc)
+    if fault is not None:
+        raise fault from exc
+    return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _build(
+    store: CollectionStore, outbox: Outbox, sender: ReportSender, now: datetime
+) -> list[str]:
+    # RPT-AGG-15: only days that are over.
+    built: list[str] = []
+    for day, domain in store.pending(before=now.astimezone(UTC).date()):
+        report = sender.build(store, day, domain)
+        if report is not None and outbox.enqueue(report, domain, day, now):
+            built.append(str(report.report_id))
+        # Only after the report is safely queued (a crash re-queues the same id).
+        store.mark_reported(day, domain, now)
+    return built
+
+
+@attrs.define
+class _Round:
+    # One round's deliveries: the due items, the day's counts per endpoint
+    # (SEC-11) and the verdicts; the sync and asyncio loops share it.
+    outbox: Outbox
+    sender: ReportSender
+    now: datetime
+    items: list[OutboxItem]
+    counts: dict[str, int]
+    verdicts: dict[Verdict, list[str]] = attrs.Factory(lambda: {v: [] for v in Verdict})
+
+    @classmethod
+    def start(cls, outbox: Outbox, sender: ReportSender, now: datetime) -> _Round:
+        cap = sender.max_reports_per_destination
+        counts = outbox.delivered_counts(now) if cap is not None else {}
+        # The outbox's query narrows the items; the core decides which are due.
+        return cls(outbox, sender, now, due_items(outbox.due(now), now), counts)
+
+    def capped(self) -> frozenset[str]:
+        # SEC-11: a cap on reports per destination and day limits report floods.
+        return capped_endpoints(self.counts, self.sender.max_reports_per_destination)
+
+    def settle(self, item: OutboxItem, attempt: Delivery) -> None:
+        sender = self.sender
+        settled = settle(
+            item, attempt, self.now, initial=sender.initial_backoff, period=sender.retry_period
+        )
+        for uri in settled.delivered_to:
+            self.counts[uri] = self.counts.get(uri, 0) + 1
+        _log_settlement(item, settled)
+        self.outbox.record(
+            item.report_id,
+            state=settled.state,
+            attempts=settled.attempts,
+            next_attempt=settled.next_attempt,
+            error=settled.error,
+            delivered_to=settled.delivered_to,
+            now=self.now,
+        )
+        self.verdicts[settled.verdict].append(item.report_id)
+
+    def summary(self, built: Sequence[str]) -> SendSummary:
+        return SendSummary(
+            tuple(built), **{verdict.value: tuple(ids) for verdict, ids in self.verdicts.items()}
+        )
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise UsageError("now must be an aware datetime")
+
+
 def send_due_reports(
     store: CollectionStore | None,
     outbox: Outbox,
@@ -895,6 +1058,10 @@ def send_due_reports(
 ) -> SendSummary:
     """
     Build the reports of finished days and deliver every report that is due.
+
+    Each item's delivery is :meth:`ReportSender.attempt` (the core's
+    conversation); what it does to the item is
+    :func:`smtpsts.tlsrpt.outbox.settle` (RFC 8460 §5.5).
 
     Args:
         store: The collection store to build from (``None``: deliver only).
@@ -909,44 +1076,60 @@ def send_due_reports(
     Raises:
         smtpsts.UsageError: ``now`` is naive.
     """
-    if now.tzinfo is None:
-        raise UsageError("now must be an aware datetime")
-    built: list[str] = []
-    if build and store is not None:
-        today = now.astimezone(UTC).date()
-        # RPT-AGG-15: only days that are over.
-        for day, domain in store.pending(before=today):
-            report = sender.build(store, day, domain)
-            if report is not None and outbox.enqueue(report, domain, day, now):
-                built.append(str(report.report_id))
-            # Only after the report is safely queued (a crash re-queues the same id).
-            store.mark_reported(day, domain, now)
-    cap = sender.max_reports_per_destination
-    counts = outbox.delivered_counts(now) if cap is not None else {}
-    verdicts: dict[Verdict, list[str]] = {verdict: [] for verdict in Verdict}
-    # The outbox's query narrows the items; the core decides which are due.
-    for item in due_items(outbox.due(now), now):
-        # SEC-11: a cap on reports per destination and day limits report floods.
-        attempt = sender.attempt(item, now, capped=capped_endpoints(counts, cap))
-        settled = settle(
-            item, attempt, now, initial=sender.initial_backoff, period=sender.retry_period
-        )
-        for uri in settled.delivered_to:
-            counts[uri] = counts.get(uri, 0) + 1
-        _log_settlement(item, settled)
-        outbox.record(
-            item.report_id,
-            state=settled.state,
-            attempts=settled.attempts,
-            next_attempt=settled.next_attempt,
-            error=settled.error,
-            delivered_to=settled.delivered_to,
-            now=now,
-        )
-        verdicts[settled.verdict].append(item.report_id)
-    return SendSummary(
-        tuple(built), **{verdict.value: tuple(ids) for verdict, ids in verdicts.items()}
+    _aware(now)
+    built = _build(store, outbox, sender, now) if build and store is not None else []
+    run = _Round.start(outbox, sender, now)
+    for item in run.items:
+        run.settle(item, sender.attempt(item, now, capped=run.capped()))
+    return run.summary(built)
+
+
+async def asend_due_reports(
+    store: CollectionStore | None,
+    outbox: Outbox,
+    sender: ReportSender,
+    *,
+    now: datetime,
+    build: bool = True,
+) -> SendSummary:
+    """
+    :func:`send_due_reports` for asyncio: the same round, the same conversation.
+
+    Deliveries run :meth:`ReportSender.aattempt`: the TXT lookup with
+    ``alookup_txt`` when set, mail with ``asubmit`` (or the submitter's own
+    ``asubmit``, as :class:`SMTPSubmitter` has). The store and outbox calls,
+    a blocking ``lookup_txt`` or ``submit``, and the HTTPS POST (its address
+    checks and deadline are :func:`post_report`'s) run in worker threads, so
+    the event loop never blocks on them. Items are delivered one after the
+    other, as in the blocking round, so the daily cap (SEC-11) counts each
+    delivery before the next. A cancelled round leaves the item being
+    delivered pending as it was (a POST already under way runs to its
+    deadline in its thread).
+
+    Args:
+        store: The collection store to build from (``None``: deliver only).
+        outbox: The persistent outbox.
+        sender: Identity and transports.
+        now: The current time (aware).
+        build: Build new reports (the daily step); ``False`` only retries.
+
+    Returns:
+        What was done.
+
+    Raises:
+        smtpsts.UsageError: ``now`` is naive.
+    """
+    _aware(now)
+    built = (
+        await asyncio.to_thread(_build, store, outbox, sender, now)
+        if build and store is not None
+        else []
     )
+    run = await asyncio.to_thread(_Round.start, outbox, sender, now)
+    for item in run.items:
+        attempt = await sender.aattempt(item, now, capped=run.capped())
+        await asyncio.to_thread(run.settle, item, attempt)
+    return run.summary(built)
 
 
 def _log_settlement(item: OutboxItem, settled: Settlement) -> None:
