@@ -27,6 +27,23 @@ How reports are sent
 :func:`run_daily` runs this in a loop: the build after 00:00 UTC plus a random
 delay of up to 4 hours (RPT-AGG-15), deliveries whenever a retry is due.
 The clock, the sleep and the random source are parameters.
+
+Where the decisions are
+-----------------------
+This module is an adapter (issue 11). Every decision above is pure code in
+:mod:`smtpsts.tlsrpt.outbox`: which items are due (``due_items``), which
+endpoints are capped for the day (``capped_endpoints``), the delivery
+conversation (``delivery``, run here by ``smtpsts.io._drive.drive`` or
+``adrive``), what an attempt does to its item (``settle``, with
+``retry_at``), and when the scheduler builds and wakes (``next_build``,
+``wake_at``). What is left here performs the conversation's requests: the
+TXT lookup, the mail (:class:`SMTPSubmitter` from :mod:`smtpsts.io.submit`),
+and the HTTPS POST (:func:`post_report`: the address checks, the one
+deadline, the exchange of :mod:`smtpsts.io._http11`). The outbox's table is
+:class:`smtpsts.stores.tlsrpt_outbox.SQLiteOutbox`, importable here as
+:class:`Outbox`. :func:`asend_due_reports` runs the same round on asyncio.
+The names this module has always exported (``retry_at``, ``OutboxItem``,
+``DeliveryResult``, the defaults) are the core's objects.
 """
 
 from __future__ import annotations
