@@ -7,7 +7,7 @@ How reports are sent
 
 1. **Build.** For every (UTC day, report domain) of the collection store that
    is over and not yet reported, it builds the report (RPT-AGG-01,
-   RPT-AGG-03), puts it in the :class:`Outbox` (an SQLite table; adding the
+   RPT-AGG-03), puts it in the ``Outbox`` (an SQLite table; adding the
    same report twice is a no-op) and only then marks the pair reported in the
    store. A crash between the two steps rebuilds the same report, with the
    same ``report-id``, and the outbox ignores it: nothing is lost or doubled.
@@ -41,7 +41,7 @@ TXT lookup, the mail (:class:`SMTPSubmitter` from :mod:`smtpsts.io.submit`),
 and the HTTPS POST (:func:`post_report`: the address checks, the one
 deadline, the exchange of :mod:`smtpsts.io._http11`). The outbox's table is
 :class:`smtpsts.stores.tlsrpt_outbox.SQLiteOutbox`, importable here as
-:class:`Outbox`. :func:`asend_due_reports` runs the same round on asyncio.
+``Outbox``. :func:`asend_due_reports` runs the same round on asyncio.
 The names this module has always exported (``retry_at``, ``OutboxItem``,
 ``DeliveryResult``, the defaults) are the core's objects.
 """

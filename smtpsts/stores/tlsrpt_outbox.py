@@ -98,7 +98,7 @@ class SQLiteOutbox:
         busy_timeout: Seconds to wait for another process's write lock.
 
     Raises:
-        smtpsts.StoreVersionError: The file's outbox schema is newer than
+        smtpsts.stores.sqlite.StoreVersionError: The file's outbox schema is newer than
             this smtpsts.
         sqlite3.Error: The file cannot be opened or is not a database.
 
