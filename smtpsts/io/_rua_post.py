@@ -32,7 +32,7 @@ from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
 from smtpsts.tlsrpt.outbox import DeliveryResult
 from smtpsts.tlsrpt.serialize import CONTENT_TYPE_GZIP
 
-__all__ = ["DEFAULT_HTTPS_TIMEOUT", "AddressLookup", "post_report"]
+__all__ = ["DEFAULT_HTTPS_TIMEOUT", "AddressLookup", "local_fault", "post_report"]
 
 log = logging.getLogger("smtpsts.io.tlsrpt_send")  # the sender's log, as before the move
 
@@ -71,7 +71,18 @@ class _Failure:
     permanent: bool = False
 
 
-def _local_fault(exc: BaseException) -> LocalResourceError | None:
+def local_fault(exc: BaseException) -> LocalResourceError | None:
+    """
+    The local fault an exception stands for, if it is one (issue 10).
+
+    Args:
+        exc: What a lookup, connect, handshake or submit raised.
+
+    Returns:
+        A :class:`~smtpsts.LocalResourceError` (``EMFILE``, ``ENFILE``,
+        ``ENOBUFS``, ``ENOMEM``, ``EAI_MEMORY``), or ``None`` for a failure
+        of the peer or the network.
+    """
     # Issue 10: running out of descriptors, buffers or memory is this host's
     # fault, never a verdict on the endpoint. TLS errors carry OpenSSL codes
     # in errno, and getaddrinfo its EAI_* codes, so both are told apart.
@@ -126,7 +137,7 @@ def _lookup(
                 lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), deadline
             )
         except socket.gaierror as exc:
-            fault = _local_fault(exc)
+            fault = local_fault(exc)
             if fault is not None:
                 raise fault from exc
             return _Failure(f"{host}: {exc}")
@@ -222,7 +233,7 @@ class _Route:
             try:
                 return _open_connection(address, port, self.deadline.left())
             except OSError as exc:
-                if isinstance(exc, TimeoutError) or _local_fault(exc) is not None:
+                if isinstance(exc, TimeoutError) or local_fault(exc) is not None:
                     raise
                 error = exc  # refused or unreachable: the next checked address
         assert error is not None  # endpoints is never empty
@@ -375,7 +386,7 @@ def _post_to(
     try:
         endpoints = route.endpoints(host, port)
     except OSError as exc:  # the lookup timed out or failed
-        fault = _local_fault(exc)
+        fault = local_fault(exc)
         if fault is not None:
             raise fault from exc
         return _Failure(_describe(exc, route.deadline))
@@ -449,7 +460,7 @@ def _post_once(
             )
         return response.status, response.header("location")
     except OSError as exc:
-        fault = _local_fault(exc)
+        fault = local_fault(exc)
         if fault is not None:
             raise fault from exc
         raise

@@ -70,7 +70,7 @@ from smtpsts.io._drive import adrive, drive
 from smtpsts.io._rua_post import (
     DEFAULT_HTTPS_TIMEOUT,
     AddressLookup,
-    _local_fault,
+    local_fault,
     post_report,
 )
 from smtpsts.io.submit import SMTPSubmitter
@@ -99,10 +99,7 @@ from smtpsts.tlsrpt.outbox import (
     settle,
     wake_at,
 )
-from smtpsts.tlsrpt.record import (
-    HTTPSEndpoint,
-    MailtoEndpoint,
-)
+from smtpsts.tlsrpt.record import HTTPSEndpoint, MailtoEndpoint
 from smtpsts.tlsrpt.serialize import (
     CONTENT_TYPE_GZIP,
     CONTENT_TYPE_JSON,
@@ -138,7 +135,6 @@ log = logging.getLogger(__name__)
 
 SIZE_WARNING = 10 * 1024 * 1024
 """A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
-
 
 TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
 """Looks up a TXT RRset, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_txt`."""
@@ -573,7 +569,7 @@ def _log_local(request: MailReport | PostReport, fault: LocalResourceError) -> N
 def _mail_failure(endpoint: MailtoEndpoint, exc: Exception) -> DeliveryResult:
     # Issue 10: a local fault is raised into the conversation; anything else
     # is this endpoint's failure, retried.
-    fault = _local_fault(exc)
+    fault = local_fault(exc)
     if fault is not None:
         raise fault from exc
     return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
