@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -34,6 +35,7 @@ from smtpsts.io.tlsrpt_send import (
     DeliveryResult,
     Outbox,
     ReportSender,
+    SendSummary,
     SMTPSubmitter,
     is_report_message,
     post_report,
@@ -1575,3 +1577,173 @@ class TestAcceptReport:
             assert "no-submitter" == info.value.reason
         with pytest.raises(ReportSyntaxError, match="at most"):
             accept_report_message(b" " * (16 * 1024 * 1024), dkim_domains=["sender.example"])
+
+
+# --------------------------------------------------------------------------- the core underneath (issue 11)
+
+
+def test_old_names_are_the_core_objects() -> None:
+    """Issue 11: the sender's decision names are the outbox core's objects; the outbox is the store's."""
+    from smtpsts.io import submit, tlsrpt_send
+    from smtpsts.stores.tlsrpt_outbox import SQLiteOutbox
+    from smtpsts.tlsrpt import outbox as core
+
+    for name in (
+        "DEFAULT_INITIAL_BACKOFF",
+        "DEFAULT_RETRY_PERIOD",
+        "MAX_JITTER",
+        "DeliveryResult",
+        "OutboxItem",
+        "retry_at",
+    ):
+        assert getattr(core, name) is getattr(tlsrpt_send, name), name
+        assert name in tlsrpt_send.__all__
+    assert tlsrpt_send.Outbox is SQLiteOutbox
+    assert tlsrpt_send.SMTPSubmitter is submit.SMTPSubmitter
+
+
+def test_deliver_gives_the_core_outcome(tmp_path: Path, dns_server: DNSServer) -> None:
+    """RPT-AGG-19: deliver() returns the conversation's outcome (a DeliveryOutcome, equal to its string)."""
+    from smtpsts.tlsrpt.outbox import DeliveryOutcome
+
+    with Outbox(tmp_path / "o.db") as outbox:
+        outbox.enqueue(
+            expected_report(store_with_sessions(tmp_path)), "recipient.example", DAY, NEXT
+        )
+        [item] = outbox.items()
+    outcome, results = make_sender(dns_server).deliver(item, NEXT)
+    assert (DeliveryOutcome.DROPPED, "dropped") == (outcome, outcome)
+    assert [f"{RECORD}.: no TLSRPT record"] == [f"{r.uri}: {r.detail}" for r in results]
+
+
+def test_run_daily_jitter_is_the_core_schedule(tmp_path: Path, dns_server: DNSServer) -> None:
+    """RPT-AGG-15: run_daily's first build is next_build() with one draw of the rng it was given."""
+    from smtpsts.tlsrpt.outbox import next_build
+
+    start = datetime(2024, 3, 5, 18, tzinfo=UTC)
+    clock = [start]
+    sleeps: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        sleeps.append(seconds)
+        clock[0] += timedelta(seconds=seconds)
+        return False
+
+    with Outbox(tmp_path / "o.db") as outbox:
+        run_daily(None, outbox, make_sender(dns_server), clock=lambda: clock[0], wait=wait,
+                  rng=random.Random(3), build_now=False, poll=timedelta(days=2), rounds=2)  # fmt: skip
+    assert next_build(start, random.Random(3).random()) == start + timedelta(seconds=sleeps[0])
+
+
+class TestAsyncRound:
+    """Issue 11: asend_due_reports runs the same round on asyncio, against the same real servers."""
+
+    def test_mail_and_post(
+        self, tmp_path: Path, smtp: tuple[Mailbox, int], https: Endpoint, dns_server: DNSServer
+    ) -> None:
+        """RPT-SEND-15, RPT-SEND-16: an asyncio round mails (SMTPSubmitter.asubmit) and POSTs each report."""
+        from smtpsts.io.dns import AsyncDNSResolver
+        from smtpsts.io.tlsrpt_send import asend_due_reports
+
+        box, port = smtp
+        dns_server.add(
+            RECORD, "TXT", f'"v=TLSRPTv1; rua=mailto:r@recipient.example,https://{HTTPS_HOST}/r"'
+        )
+        sender = make_sender(
+            dns_server,
+            submit=SMTPSubmitter("127.0.0.1", port, timeout=10),
+            connect_to=https.connect_to,
+            alookup_txt=AsyncDNSResolver([dns_server.address], lifetime=2).lookup_txt,
+        )
+        store = store_with_sessions(tmp_path)
+        with Outbox(tmp_path / "tlsrpt.db") as outbox:
+            summary = asyncio.run(asend_due_reports(store, outbox, sender, now=NEXT))
+            [item] = outbox.items("delivered")
+        store.close()
+        assert (summary.built, 1, 1) == (summary.delivered, len(box.received), len(https.requests))
+        assert ("mailto:r@recipient.example", f"https://{HTTPS_HOST}/r") == item.delivered_to
+        report = parse_report_message(box.received[0][2])
+        assert report == Report.from_json(gzip.decompress(https.requests[0][3]))
+
+    def test_same_rows_as_the_blocking_round(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """RPT-SEND-20, RPT-REC-14: a DNS failure gives the same summary and outbox rows on both loops."""
+        from smtpsts.io.tlsrpt_send import asend_due_reports
+
+        dns_server.servfail(RECORD)
+        rows = []
+        for name, run in (
+            ("sync", send_due_reports),
+            ("async", lambda *a, **k: asyncio.run(asend_due_reports(*a, **k))),
+        ):
+            (tmp_path / name).mkdir()
+            store = store_with_sessions(tmp_path / name)
+            with Outbox(tmp_path / name / "o.db") as outbox:
+                summary = run(store, outbox, make_sender(dns_server), now=NEXT)
+                [item] = outbox.items()
+            store.close()
+            rows.append((summary, attrs.evolve(item, report=None)))
+        assert rows[0] == rows[1]
+        summary, item = rows[0]
+        assert (summary.built, 1, NEXT + timedelta(minutes=5)) == (
+            summary.retrying,
+            item.attempts,
+            item.next_attempt,
+        )
+        assert "DNS: " in (item.last_error or "")
+
+    def test_blocking_parts_run_in_threads(self, tmp_path: Path, dns_server: DNSServer) -> None:
+        """A blocking lookup_txt and a submit without asubmit run in worker threads, never on the loop."""
+        from smtpsts.io.tlsrpt_send import asend_due_reports
+
+        dns_server.add(RECORD, "TXT", '"v=TLSRPTv1; rua=mailto:r@recipient.example"')
+        threads: list[int] = []
+
+        def submit(message: bytes, mail_from: str, rcpt_to: str) -> None:
+            threads.append(threading.get_ident())
+
+        async def main() -> tuple[SendSummary, int]:
+            with Outbox(tmp_path / "o.db") as outbox:
+                summary = await asend_due_reports(
+                    store_with_sessions(tmp_path), outbox, make_sender(dns_server, submit=submit),
+                    now=NEXT,
+                )  # fmt: skip
+            return summary, threading.get_ident()
+
+        summary, loop_thread = asyncio.run(main())
+        assert summary.built == summary.delivered
+        assert 1 == len(threads)
+        assert loop_thread != threads[0]
+
+    def test_explicit_asubmit_and_local_fault(
+        self, tmp_path: Path, dns_server: DNSServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Issue 10: an EMFILE from asubmit defers the report (no attempt counted); no DKIM signer refuses mail."""
+        import errno
+
+        from smtpsts.io.tlsrpt_send import asend_due_reports
+
+        dns_server.add(RECORD, "TXT", '"v=TLSRPTv1; rua=mailto:r@recipient.example"')
+        calls: list[str] = []
+
+        async def asubmit(message: bytes, mail_from: str, rcpt_to: str) -> None:
+            calls.append(rcpt_to)
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        sender = make_sender(dns_server, asubmit=asubmit)
+        with Outbox(tmp_path / "o.db") as outbox, caplog.at_level(logging.WARNING):
+            summary = asyncio.run(
+                asend_due_reports(store_with_sessions(tmp_path), outbox, sender, now=NEXT)
+            )
+            [item] = outbox.items()
+            unsigned = make_sender(dns_server, allow_unsigned=False, asubmit=asubmit)
+            later = asyncio.run(
+                asend_due_reports(None, outbox, unsigned, now=NEXT + timedelta(minutes=5))
+            )
+            [again] = outbox.items()
+        assert (summary.built, ["r@recipient.example"]) == (summary.deferred, calls)
+        assert ("pending", 0) == (item.state, item.attempts)
+        assert "local fault, will try again" in caplog.text
+        assert (summary.built, 1) == (later.retrying, again.attempts)
+        assert "no DKIM signer" in (again.last_error or "")
+        with pytest.raises(UsageError):
+            asyncio.run(asend_due_reports(None, outbox, sender, now=datetime(2024, 3, 6)))

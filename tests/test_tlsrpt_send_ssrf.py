@@ -29,7 +29,7 @@ import pytest
 from dnsserver import DNSServer
 from httpsservers import HTTPSServer, policy, raw, redirect
 from smtpsts.exceptions import LocalResourceError
-from smtpsts.io import tlsrpt_send
+from smtpsts.io import _rua_post, tlsrpt_send
 from smtpsts.io._addresses import in_networks, is_refused
 from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound, DNSResolver
 from smtpsts.io.tlsrpt_send import (
@@ -67,7 +67,7 @@ OK_201 = policy(b"", status="201 Created", content_type=None)
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Every address the sender connects to; anything but loopback fails the test."""
     seen: list[tuple[str, int]] = []
-    real = tlsrpt_send._open_connection
+    real = _rua_post._open_connection
 
     def guarded(address: str, port: int, timeout: float) -> socket.socket:
         seen.append((address, port))
@@ -75,7 +75,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
             raise AssertionError(f"the test would contact {address}")
         return real(address, port, timeout)
 
-    monkeypatch.setattr(tlsrpt_send, "_open_connection", guarded)
+    monkeypatch.setattr(_rua_post, "_open_connection", guarded)
     return seen
 
 
@@ -708,7 +708,7 @@ class TestLocalFaults:
         def exhausted(address: str, port: int, timeout: float) -> socket.socket:
             raise OSError(code, "resource exhausted")
 
-        monkeypatch.setattr(tlsrpt_send, "_open_connection", exhausted)
+        monkeypatch.setattr(_rua_post, "_open_connection", exhausted)
         with pytest.raises(LocalResourceError) as info:
             post_report(
                 f"https://{HOST}/r", b"{}", connect_to=https.connect_to(HOST), allow=LOOPBACK
@@ -729,7 +729,7 @@ class TestLocalFaults:
         def exhausted(address: str, port: int, timeout: float) -> socket.socket:
             raise OSError(errno.EMFILE, "Too many open files")
 
-        monkeypatch.setattr(tlsrpt_send, "_open_connection", exhausted)
+        monkeypatch.setattr(_rua_post, "_open_connection", exhausted)
         sender = make_sender(dns_server, https_allow=["127.0.0.1/32"])
         with Outbox(tmp_path / "o.db") as outbox, caplog.at_level(logging.WARNING):
             summary = send_due_reports(store_with_a_failure(tmp_path), outbox, sender, now=NEXT)
@@ -797,7 +797,7 @@ class TestLocalFaults:
         def unreachable(address: str, port: int, timeout: float) -> socket.socket:
             raise OSError(errno.EHOSTUNREACH, "No route to host")
 
-        monkeypatch.setattr(tlsrpt_send, "_open_connection", unreachable)
+        monkeypatch.setattr(_rua_post, "_open_connection", unreachable)
         result = post_report("https://127.0.0.1:9/r", b"{}", allow=LOOPBACK, timeout=5)
         assert (False, False, "OSError: [Errno 113] No route to host") == (
             result.ok,
@@ -830,7 +830,7 @@ class TestLocalFaults:
             def start(self) -> None:
                 raise RuntimeError("can't start new thread")
 
-        monkeypatch.setattr(tlsrpt_send.threading, "Thread", NoThread)
+        monkeypatch.setattr(_rua_post.threading, "Thread", NoThread)
         with pytest.raises(LocalResourceError):
             post_report(f"https://{HOST}/r", b"{}", timeout=5)
 

@@ -7,7 +7,7 @@ How reports are sent
 
 1. **Build.** For every (UTC day, report domain) of the collection store that
    is over and not yet reported, it builds the report (RPT-AGG-01,
-   RPT-AGG-03), puts it in the :class:`Outbox` (an SQLite table; adding the
+   RPT-AGG-03), puts it in the ``Outbox`` (an SQLite table; adding the
    same report twice is a no-op) and only then marks the pair reported in the
    store. A crash between the two steps rebuilds the same report, with the
    same ``report-id``, and the outbox ignores it: nothing is lost or doubled.
@@ -27,44 +27,79 @@ How reports are sent
 :func:`run_daily` runs this in a loop: the build after 00:00 UTC plus a random
 delay of up to 4 hours (RPT-AGG-15), deliveries whenever a retry is due.
 The clock, the sleep and the random source are parameters.
+
+Where the decisions are
+-----------------------
+This module is an adapter (issue 11). Every decision above is pure code in
+:mod:`smtpsts.tlsrpt.outbox`: which items are due (``due_items``), which
+endpoints are capped for the day (``capped_endpoints``), the delivery
+conversation (``delivery``, run here by ``smtpsts.io._drive.drive`` or
+``adrive``), what an attempt does to its item (``settle``, with
+``retry_at``), and when the scheduler builds and wakes (``next_build``,
+``wake_at``). What is left here performs the conversation's requests: the
+TXT lookup, the mail (:class:`SMTPSubmitter` from :mod:`smtpsts.io.submit`),
+and the HTTPS POST (:func:`post_report`: the address checks, the one
+deadline, the exchange of :mod:`smtpsts.io._http11`). The outbox's table is
+:class:`smtpsts.stores.tlsrpt_outbox.SQLiteOutbox`, importable here as
+``Outbox``. :func:`asend_due_reports` runs the same round on asyncio.
+The names this module has always exported (``retry_at``, ``OutboxItem``,
+``DeliveryResult``, the defaults) are the core's objects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
-import errno
 import hashlib
 import ipaddress
 import logging
-import os
 import random
-import smtplib
-import socket
-import sqlite3
 import ssl
 import threading
-import time
-import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal, Protocol, Self, TypeVar
+from typing import Protocol
 
 import attrs
-import h11
 
 from smtpsts._names import to_alabel
 from smtpsts.actions import TXTAnswer, TXTFailure, TXTNotFound
 from smtpsts.exceptions import LocalResourceError, UsageError
-from smtpsts.io._addresses import IPNetwork, in_networks, is_refused
-from smtpsts.io.dns import AddressAnswer, DNSFailure, DNSNotFound
+from smtpsts.io._addresses import IPNetwork
+from smtpsts.io._drive import adrive, drive
+from smtpsts.io._rua_post import (
+    DEFAULT_HTTPS_TIMEOUT,
+    AddressLookup,
+    local_fault,
+    post_report,
+)
+from smtpsts.io.submit import SMTPSubmitter
+from smtpsts.stores.tlsrpt_outbox import SQLiteOutbox as Outbox
 from smtpsts.tlsrpt.aggregate import Aggregator
 from smtpsts.tlsrpt.model import Report
-from smtpsts.tlsrpt.record import (
-    HTTPSEndpoint,
-    MailtoEndpoint,
-    SelectionStatus,
-    select_tlsrpt_record,
+from smtpsts.tlsrpt.outbox import (
+    DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_RETRY_PERIOD,
+    MAX_JITTER,
+    Delivery,
+    DeliveryAnswer,
+    DeliveryRequest,
+    DeliveryResult,
+    LookupTLSRPT,
+    MailReport,
+    OutboxItem,
+    PostReport,
+    Settlement,
+    Verdict,
+    capped_endpoints,
+    delivery,
+    due_items,
+    next_build,
+    retry_at,
+    settle,
+    wake_at,
 )
+from smtpsts.tlsrpt.record import HTTPSEndpoint, MailtoEndpoint
 from smtpsts.tlsrpt.serialize import (
     CONTENT_TYPE_GZIP,
     CONTENT_TYPE_JSON,
@@ -88,6 +123,7 @@ __all__ = [
     "ReportSender",
     "SMTPSubmitter",
     "SendSummary",
+    "asend_due_reports",
     "is_report_message",
     "post_report",
     "retry_at",
@@ -97,32 +133,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INITIAL_BACKOFF = timedelta(minutes=5)
-"""The wait after the first failed delivery; it doubles after each (RPT-SEND-20)."""
-
-DEFAULT_RETRY_PERIOD = timedelta(hours=24)
-"""How long after the first attempt deliveries are retried (RPT-SEND-20)."""
-
-MAX_JITTER = timedelta(hours=4)
-"""Upper bound of the random delay after 00:00 UTC (RPT-AGG-15)."""
-
 SIZE_WARNING = 10 * 1024 * 1024
 """A compressed report above this size is logged as likely too big (RPT-SEND-22)."""
-
-DEFAULT_HTTPS_TIMEOUT = 30.0
-"""Seconds for one whole POST of a report, redirects included (issue 10)."""
-
-_RESPONSE_CAP = 64 * 1024  # response body bytes read at most
-_READ_SIZE = 16 * 1024
-_T = TypeVar("_T")
-_LOCAL_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_KEEPS_POST: Final = (307, 308)  # the redirects that keep the method and body
 
 TXTLookup = Callable[[str], TXTAnswer | TXTNotFound | TXTFailure]
 """Looks up a TXT RRset, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_txt`."""
 
 Submit = Callable[[bytes, str, str], None]
 """Submits a message: ``(message bytes, envelope sender, recipient)``; raises on failure."""
+
+AsyncTXTLookup = Callable[[str], Awaitable[TXTAnswer | TXTNotFound | TXTFailure]]
+"""Looks up a TXT RRset with asyncio, e.g. :meth:`smtpsts.io.dns.AsyncDNSResolver.lookup_txt`."""
+
+AsyncSubmit = Callable[[bytes, str, str], Awaitable[None]]
+"""Submits a message with asyncio, e.g. :meth:`SMTPSubmitter.asubmit`; raises on failure."""
 
 
 class DKIMSigner(Protocol):
@@ -180,889 +204,6 @@ def is_report_message(headers: Mapping[str, str] | object) -> bool:
     """
     get = getattr(headers, "get", None)
     return callable(get) and get("TLS-Report-Domain") is not None
-
-
-def retry_at(
-    first_attempt: datetime,
-    attempts: int,
-    *,
-    initial: timedelta = DEFAULT_INITIAL_BACKOFF,
-    period: timedelta = DEFAULT_RETRY_PERIOD,
-) -> datetime | None:
-    """
-    When to try again after ``attempts`` failed deliveries (RPT-SEND-20).
-
-    The waits are ``initial``, then doubling: with the defaults the tries are
-    at +0, +5, +15, +35 minutes and so on.
-
-    Args:
-        first_attempt: When the first delivery was tried.
-        attempts: How many tries failed so far (at least 1).
-        initial: The first wait.
-        period: No try later than this after the first.
-
-    Returns:
-        The time of the next try, or ``None`` to give up.
-    """
-    elapsed = initial * ((1 << attempts) - 1)
-    if elapsed > period:
-        return None
-    return first_attempt + elapsed
-
-
-# --------------------------------------------------------------------------- transports
-
-
-@attrs.frozen
-class DeliveryResult:
-    """
-    What one endpoint did with a report.
-
-    Attributes:
-        uri: The ``rua`` URI.
-        ok: Whether it accepted the report.
-        detail: The HTTP status, the SMTP reply or the error, in words.
-        permanent: The endpoint can never take it: every address of its
-            host (or of a redirect target) is refused (issue 10).
-        local_fault: This host failed (out of descriptors, buffers or
-            memory): no verdict on the endpoint, the attempt is not counted.
-    """
-
-    uri: str
-    ok: bool
-    detail: str
-    permanent: bool = False
-    local_fault: bool = False
-
-
-class AddressLookup(Protocol):
-    """Looks up a host's addresses, e.g. :meth:`smtpsts.io.dns.DNSResolver.lookup_addresses`."""
-
-    def __call__(
-        self, host: str, *, lifetime: float | None = None
-    ) -> AddressAnswer | DNSNotFound | DNSFailure:
-        """
-        Look up the addresses of a host.
-
-        Args:
-            host: The host name.
-            lifetime: Seconds the lookup may take.
-
-        Returns:
-            The addresses, or why there are none.
-        """
-        ...
-
-
-class _Deadline:
-    """One wall-clock deadline for a whole POST, redirects included (issue 10)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        remaining = self.end - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"the {self.seconds:g} s deadline passed")
-        return remaining
-
-
-@attrs.frozen
-class _Failure:
-    # Why one POST did not get a status; permanent: the target is refused.
-    detail: str
-    permanent: bool = False
-
-
-def _local_fault(exc: BaseException) -> LocalResourceError | None:
-    # Issue 10: running out of descriptors, buffers or memory is this host's
-    # fault, never a verdict on the endpoint. TLS errors carry OpenSSL codes
-    # in errno, and getaddrinfo its EAI_* codes, so both are told apart.
-    if isinstance(exc, LocalResourceError):
-        return exc
-    if isinstance(exc, ssl.SSLError):
-        return None
-    if isinstance(exc, socket.gaierror):
-        if exc.errno == socket.EAI_MEMORY:
-            return LocalResourceError(f"address lookup: {exc}", errno=errno.ENOMEM)
-        return None
-    if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
-        return LocalResourceError(
-            f"{errno.errorcode[exc.errno]}: {exc.strerror or exc}", errno=exc.errno
-        )
-    return None
-
-
-def _in_thread(work: Callable[[], _T], deadline: _Deadline) -> _T:
-    # getaddrinfo() has no timeout, and a resolver's lifetime is per query:
-    # wait for either in a daemon thread no longer than the deadline allows.
-    box: list[_T] = []
-    errors: list[Exception] = []
-
-    def run() -> None:
-        try:
-            box.append(work())
-        except Exception as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="smtpsts-rua-lookup", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError as exc:
-        raise LocalResourceError(f"cannot start a lookup thread: {exc}") from exc
-    thread.join(deadline.left())
-    if errors:
-        raise errors[0]
-    if not box:
-        raise TimeoutError(f"the {deadline.seconds:g} s deadline passed")
-    return box[0]
-
-
-def _lookup(
-    host: str, port: int, lookup: AddressLookup | None, deadline: _Deadline
-) -> list[str] | _Failure:
-    # The one resolution of a host in a POST: its answer is what is checked
-    # and what is connected to, so a rebinding DNS gets no second say.
-    if lookup is None:
-        try:
-            infos = _in_thread(
-                lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), deadline
-            )
-        except socket.gaierror as exc:
-            fault = _local_fault(exc)
-            if fault is not None:
-                raise fault from exc
-            return _Failure(f"{host}: {exc}")
-        return [str(info[4][0]) for info in infos]
-    answer = _in_thread(lambda: lookup(host, lifetime=deadline.left()), deadline)
-    if isinstance(answer, AddressAnswer):
-        return list(answer.addresses)
-    if isinstance(answer, DNSNotFound):
-        return _Failure(f"{host}: no such host")
-    return _Failure(f"{host}: address lookup failed: {getattr(answer, 'reason', answer)}")
-
-
-def _literal(host: str) -> str | None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return host
-
-
-def _permitted(
-    host: str, addresses: Sequence[str], allow: Sequence[IPNetwork]
-) -> list[str] | _Failure:
-    # Issue 10 (SSRF): the recipient domain chooses the rua, so only public
-    # unicast addresses are contacted, plus what the operator allowed.
-    ok: list[str] = []
-    refused: list[str] = []
-    for address in dict.fromkeys(addresses):
-        why = None if in_networks(address, allow) else is_refused(address)
-        if why is None:
-            ok.append(address)
-        else:
-            refused.append(why)
-    if refused and ok:
-        log.warning("TLS-RPT: %s: skipping refused addresses (%s)", host, "; ".join(refused))
-    if ok:
-        return ok
-    if not refused:
-        return _Failure(f"{host}: no addresses")
-    named = "" if _literal(host) is not None else f" (addresses of {host})"
-    return _Failure("refused: " + "; ".join(refused) + named, permanent=True)
-
-
-def _open_connection(address: str, port: int, timeout: float) -> socket.socket:
-    # Only ever the checked address, as a numeric host: no lookup happens here.
-    family, kind, proto, _, sockaddr = socket.getaddrinfo(
-        address, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(sockaddr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-@attrs.define
-class _Route:
-    # Where the hosts of one POST (redirects included) were found and checked.
-    lookup: AddressLookup | None
-    allow: tuple[IPNetwork, ...]
-    connect_to: Mapping[tuple[str, int], tuple[str, int]]
-    deadline: _Deadline
-    found: dict[tuple[str, int], list[tuple[str, int]] | _Failure] = attrs.Factory(dict)
-
-    def endpoints(self, host: str, port: int) -> list[tuple[str, int]] | _Failure:
-        key = (host, port)
-        if key not in self.found:
-            name, to_port = self.connect_to.get(key, key)
-            literal = _literal(name)
-            addresses = (
-                [literal]
-                if literal is not None
-                else _lookup(name, to_port, self.lookup, self.deadline)
-            )
-            checked = (
-                addresses
-                if isinstance(addresses, _Failure)
-                else _permitted(name, addresses, self.allow)
-            )
-            self.found[key] = (
-                checked
-                if isinstance(checked, _Failure)
-                else [(address, to_port) for address in checked]
-            )
-        return self.found[key]
-
-    def connect(self, endpoints: Sequence[tuple[str, int]]) -> socket.socket:
-        error: OSError | None = None
-        for address, port in endpoints:
-            try:
-                return _open_connection(address, port, self.deadline.left())
-            except OSError as exc:
-                if isinstance(exc, TimeoutError) or _local_fault(exc) is not None:
-                    raise
-                error = exc  # refused or unreachable: the next checked address
-        assert error is not None  # endpoints is never empty
-        raise error
-
-
-def post_report(
-    url: str,
-    body: bytes,
-    *,
-    content_type: str = CONTENT_TYPE_GZIP,
-    timeout: float = DEFAULT_HTTPS_TIMEOUT,
-    verify: bool = False,
-    context: ssl.SSLContext | None = None,
-    connect_to: Mapping[tuple[str, int], tuple[str, int]] | None = None,
-    max_redirects: int = 0,
-    user_agent: str = "smtpsts",
-    allow: Iterable[IPNetwork] = (),
-    lookup_addresses: AddressLookup | None = None,
-) -> DeliveryResult:
-    """
-    POST a report to an ``https:`` ``rua`` (RFC 8460 §5.4).
-
-    The body is the report itself (gzip bytes with ``application/tlsrpt+gzip``,
-    no ``Content-Encoding``, RPT-SEND-17). Only a 2xx status is success.
-    Redirects are not followed by default (RPT-SEND-18, AMB-26); with
-    ``max_redirects`` set, up to that many ``307`` and ``308`` redirects (the
-    ones that keep the POST and its body) to ``https:`` URLs are followed,
-    while ``301``, ``302`` and ``303`` stay failures. Certificate errors are
-    logged and ignored unless ``verify`` is set (RPT-SEND-19, AMB-26): the
-    POST is first tried with verification, and on a certificate error tried
-    again without it.
-
-    The ``rua`` is chosen by the recipient domain, so each host (the
-    ``rua``'s and every redirect target's) is resolved once and only public
-    unicast addresses are contacted: loopback, private, link-local, CGNAT,
-    multicast, reserved and documentation addresses, and IPv6 forms of such
-    IPv4 addresses, are refused unless ``allow`` holds them (see
-    ``smtpsts.io._addresses.is_refused``; issue 10). The connection goes
-    to an address that was checked, never through a second lookup; TLS
-    (SNI, certificate) and ``Host`` keep the host name. When every address
-    of a host is refused, the result is ``permanent``.
-
-    The whole exchange (address lookups, connects, TLS handshakes, request,
-    response head and body, redirects included) has one deadline of
-    ``timeout`` seconds, however slowly the server sends. At most 64 KiB of
-    the response body are read; its head is capped by :mod:`h11`.
-
-    Args:
-        url: The ``https:`` URI.
-        body: The request body.
-        content_type: Its media type.
-        timeout: Seconds for the whole exchange.
-        verify: Refuse endpoints whose certificate does not verify.
-        context: The TLS context for verification (system trust by default).
-        connect_to: ``{(host, port): (address, port)}``: connect elsewhere,
-            keeping the host name for SNI, ``Host`` and verification (tests).
-            The address is checked like any other.
-        max_redirects: How many ``307``/``308`` redirects to follow.
-        user_agent: The ``User-Agent`` header.
-        allow: Networks that may be contacted although the address policy
-            refuses them (internal report endpoints, tests on loopback).
-        lookup_addresses: Resolves host names (e.g.
-            :meth:`smtpsts.io.dns.DNSResolver.lookup_addresses`);
-            :func:`socket.getaddrinfo` by default.
-
-    Returns:
-        The outcome (its ``uri`` is ``url``, also after redirects); never
-        raises for network, TLS or HTTP errors.
-
-    Raises:
-        smtpsts.LocalResourceError: This host ran out of descriptors,
-            buffers or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``,
-            ``ENOMEM``): no verdict on the endpoint.
-    """
-    route = _Route(lookup_addresses, tuple(allow), dict(connect_to or {}), _Deadline(timeout))
-    current = url
-    hops = 0
-    while True:
-        answer = _post_to(
-            current,
-            body,
-            content_type=content_type,
-            route=route,
-            verify=verify,
-            context=context,
-            user_agent=user_agent,
-        )
-        where = "" if current == url else f" from {current}"
-        if isinstance(answer, _Failure):
-            return DeliveryResult(
-                url, ok=False, detail=answer.detail + where, permanent=answer.permanent
-            )
-        status, location = answer
-        if status in _KEEPS_POST and location and hops < max_redirects:
-            target = urllib.parse.urljoin(current, location)
-            if urllib.parse.urlsplit(target).scheme != "https":
-                return DeliveryResult(
-                    url, ok=False, detail=f"HTTP {status}{where}: redirect to {target} is not https"
-                )
-            current = target
-            hops += 1
-            continue
-        detail = f"HTTP {status}{where}"
-        if 300 <= status < 400 and max_redirects:
-            detail += (
-                " (too many redirects)"
-                if status in _KEEPS_POST
-                else " (redirect not followed: only 307 and 308 keep the POST)"
-            )
-        # RFC 8460 §5.4: any 2xx is success.
-        return DeliveryResult(url, ok=200 <= status < 300, detail=detail)
-
-
-def _describe(exc: Exception, deadline: _Deadline) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"timeout: no answer within the {deadline.seconds:g} s deadline"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _post_to(
-    url: str,
-    body: bytes,
-    *,
-    content_type: str,
-    route: _Route,
-    verify: bool,
-    context: ssl.SSLContext | None,
-    user_agent: str,
-) -> tuple[int, str | None] | _Failure:
-    # One POST: (status, Location) or what went wrong, in words.
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port or 443
-    except ValueError:
-        return _Failure("invalid port")
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    name = f"[{host}]" if ":" in host else host  # RFC 9110 §7.2: IPv6 literal in brackets
-    request: dict[str, Any] = {
-        "host": host,
-        "authority": name if port == 443 else f"{name}:{port}",
-        "target": target,
-        "body": body,
-        "content_type": content_type,
-        "user_agent": user_agent,
-    }
-    try:
-        endpoints = route.endpoints(host, port)
-    except OSError as exc:  # the lookup timed out or failed
-        fault = _local_fault(exc)
-        if fault is not None:
-            raise fault from exc
-        return _Failure(_describe(exc, route.deadline))
-    if isinstance(endpoints, _Failure):
-        return endpoints
-    verified = context or ssl.create_default_context()
-    try:
-        return _post_once(route, endpoints, context=verified, **request)
-    except ssl.SSLCertVerificationError as exc:
-        if verify:
-            return _Failure(f"certificate error: {exc.verify_message}")
-        log.warning(
-            "TLS-RPT: %s: certificate error ignored (RFC 8460 §3): %s", url, exc.verify_message
-        )
-    except (OSError, h11.ProtocolError) as exc:
-        return _Failure(_describe(exc, route.deadline))
-    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    try:
-        # The same checked addresses: no second lookup (issue 10).
-        return _post_once(route, endpoints, context=unverified, **request)
-    except (OSError, h11.ProtocolError) as exc:
-        return _Failure(_describe(exc, route.deadline))
-
-
-def _post_once(
-    route: _Route,
-    endpoints: Sequence[tuple[str, int]],
-    *,
-    host: str,
-    authority: str,
-    target: str,
-    body: bytes,
-    content_type: str,
-    context: ssl.SSLContext,
-    user_agent: str,
-) -> tuple[int, str | None]:
-    deadline = route.deadline
-    try:
-        raw = route.connect(endpoints)
-        try:
-            # The handshake as a whole waits at most for the time left.
-            raw.settimeout(deadline.left())
-            sock = context.wrap_socket(raw, server_hostname=host)
-        except BaseException:
-            raw.close()
-            raise
-        with sock:
-            return _exchange(
-                sock,
-                deadline,
-                headers=[
-                    ("Host", authority),
-                    ("Content-Type", content_type),
-                    ("Content-Length", str(len(body))),
-                    ("User-Agent", user_agent),
-                    ("Connection", "close"),
-                ],
-                target=target,
-                body=body,
-            )
-    except OSError as exc:
-        fault = _local_fault(exc)
-        if fault is not None:
-            raise fault from exc
-        raise
-
-
-def _exchange(
-    sock: ssl.SSLSocket,
-    deadline: _Deadline,
-    *,
-    headers: list[tuple[str, str]],
-    target: str,
-    body: bytes,
-) -> tuple[int, str | None]:
-    # Every send and recv waits at most for the time left, so a server that
-    # drips a byte at a time cannot stretch the POST past its deadline.
-    conn = h11.Connection(h11.CLIENT)
-    data = b"".join(
-        conn.send(event) or b""
-        for event in (
-            h11.Request(method="POST", target=target, headers=headers),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        )
-    )
-    view = memoryview(data)
-    while view:
-        sock.settimeout(deadline.left())
-        view = view[sock.send(view[:_READ_SIZE]) :]
-    response: h11.Response | None = None
-    seen = 0
-    while seen <= _RESPONSE_CAP:
-        try:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                sock.settimeout(deadline.left())
-                chunk = sock.recv(_READ_SIZE)
-                if not chunk and response is None:
-                    raise ConnectionError("the server closed the connection without a response")
-                conn.receive_data(chunk)
-                continue
-        except (OSError, h11.ProtocolError):
-            if response is None:
-                raise
-            break  # the status has come; the rest of the body does not matter
-        if isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            seen += len(event.data)
-        elif not isinstance(event, h11.InformationalResponse):
-            break  # EndOfMessage, ConnectionClosed
-    if response is None:  # pragma: no cover - h11 raises on a close before the response
-        raise ConnectionError("the server closed the connection without a response")
-    location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
-    return response.status_code, location
-
-
-class _STARTTLSFailedError(Exception):
-    """The STARTTLS handshake failed; in opportunistic mode the mail goes in cleartext."""
-
-
-@attrs.define
-class SMTPSubmitter:
-    """
-    The default submit function: hand a report mail to an SMTP server with :mod:`smtplib`.
-
-    The report must arrive even when TLS fails (RFC 8460 §3, RPT-SEND-14):
-    with ``starttls="opportunistic"`` (the default) STARTTLS is used when
-    offered, without certificate checks, and a failed handshake is retried in
-    cleartext. Use ``"required"`` (with verification) for a submission
-    server across an untrusted network.
-
-    Args:
-        host: The submission server.
-        port: Its port.
-        starttls: ``"opportunistic"``, ``"required"`` or ``"never"``.
-        implicit_tls: Connect with TLS at once (port 465).
-        context: TLS context for ``"required"``/``implicit_tls``
-            (system trust by default).
-        username: Log in with this name (after TLS, if any).
-        password: And this password.
-        timeout: Seconds per network operation.
-        local_hostname: The EHLO name (the host's FQDN by default).
-    """
-
-    host: str = "localhost"
-    port: int = 25
-    starttls: Literal["opportunistic", "required", "never"] = "opportunistic"
-    implicit_tls: bool = False
-    context: ssl.SSLContext | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 60.0
-    local_hostname: str | None = None
-
-    def __call__(self, message: bytes, mail_from: str, rcpt_to: str) -> None:
-        """
-        Submit one message.
-
-        Args:
-            message: The message (CRLF line endings).
-            mail_from: The envelope sender.
-            rcpt_to: The recipient.
-
-        Raises:
-            smtplib.SMTPException: The server refused it.
-            OSError: The connection failed.
-        """
-        try:
-            self._send(message, mail_from, rcpt_to, tls=self.starttls != "never")
-        except _STARTTLSFailedError as exc:
-            # RFC 8460 §3: the report is delivered despite TLS failures (RPT-SEND-14).
-            log.warning("TLS-RPT: STARTTLS to %s failed (%s); sending in cleartext", self.host, exc)
-            self._send(message, mail_from, rcpt_to, tls=False)
-
-    def _send(self, message: bytes, mail_from: str, rcpt_to: str, *, tls: bool) -> None:
-        if self.implicit_tls:
-            context = self.context or ssl.create_default_context()
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host,
-                self.port,
-                timeout=self.timeout,
-                context=context,
-                local_hostname=self.local_hostname,
-            )
-        else:
-            client = smtplib.SMTP(
-                self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
-            )
-        with client:
-            if tls and not self.implicit_tls:
-                client.ehlo()
-                if client.has_extn("starttls"):
-                    try:
-                        client.starttls(context=self._starttls_context())
-                    except (ssl.SSLError, OSError) as exc:
-                        if self.starttls == "required":
-                            raise
-                        raise _STARTTLSFailedError(str(exc)) from exc
-                    client.ehlo()
-                elif self.starttls == "required":
-                    raise smtplib.SMTPNotSupportedError("server offers no STARTTLS")
-            if self.username is not None:
-                client.login(self.username, self.password or "")
-            client.sendmail(mail_from, [rcpt_to], message)
-
-    def _starttls_context(self) -> ssl.SSLContext:
-        if self.starttls == "required":
-            return self.context or ssl.create_default_context()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-
-# --------------------------------------------------------------------------- outbox
-
-
-@attrs.frozen
-class OutboxItem:
-    """
-    One report waiting for (or done with) delivery.
-
-    Attributes:
-        report_id: The report's ``report-id`` (the outbox key).
-        domain: The policy (report) domain.
-        day: The UTC day the report covers.
-        report: The report.
-        created_at: When it was put in the outbox (the first attempt).
-        attempts: Failed attempts so far.
-        next_attempt: When it is due; ``None`` once finished.
-        state: ``pending``, ``delivered``, ``dropped`` (the domain wants no
-            reports) or ``failed`` (given up).
-        last_error: Why the last attempt failed, or why it was dropped.
-        delivered_to: The endpoints that accepted it.
-    """
-
-    report_id: str
-    domain: str
-    day: date
-    report: Report
-    created_at: datetime
-    attempts: int
-    next_attempt: datetime | None
-    state: str
-    last_error: str | None
-    delivered_to: tuple[str, ...]
-
-
-_SELECT = (
-    "SELECT report_id, domain, day, report, created_at, attempts, next_attempt,"
-    " state, last_error, delivered_to FROM tlsrpt_outbox "
-)
-
-
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-class Outbox:
-    """
-    Reports to deliver, in an SQLite file, so a restart loses none (issue #5 item 5).
-
-    It may share the file of :class:`smtpsts.stores.tlsrpt_sqlite.SQLiteTLSRPTStore`.
-
-    Args:
-        path: The database file (created if missing), or ``":memory:"``.
-        busy_timeout: Seconds to wait for another process's write lock.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
-        self.path = os.fspath(path)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS tlsrpt_outbox ("
-                " report_id TEXT PRIMARY KEY NOT NULL, domain TEXT NOT NULL, day TEXT NOT NULL,"
-                " report TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL,"
-                " next_attempt REAL, state TEXT NOT NULL, last_error TEXT,"
-                " delivered_to TEXT NOT NULL DEFAULT '', finished_at REAL)"
-            )
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def enqueue(self, report: Report, domain: str, day: date, now: datetime) -> bool:
-        """
-        Add a report, due at once; a report already there (same id) is left alone.
-
-        Args:
-            report: The report (it must have a ``report-id``).
-            domain: Its policy domain.
-            day: The UTC day it covers.
-            now: The current time.
-
-        Returns:
-            Whether it was added.
-
-        Raises:
-            smtpsts.UsageError: The report has no ``report-id``.
-        """
-        if not report.report_id:
-            raise UsageError("a report needs a report-id to be queued")
-        with self._lock:
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO tlsrpt_outbox (report_id, domain, day, report, created_at,"
-                " attempts, next_attempt, state) VALUES (?, ?, ?, ?, ?, 0, ?, 'pending')",
-                (
-                    report.report_id,
-                    to_alabel(domain),
-                    day.isoformat(),
-                    report.to_json(),
-                    now.timestamp(),
-                    now.timestamp(),
-                ),
-            )
-        return cur.rowcount == 1
-
-    def _items(self, where: str, params: tuple[object, ...]) -> list[OutboxItem]:
-        with self._lock:
-            sql = _SELECT + where  # where is one of the fixed clauses below
-            rows = self._conn.execute(
-                sql,
-                params,
-            ).fetchall()
-        return [
-            OutboxItem(
-                rid,
-                dom,
-                date.fromisoformat(day),
-                Report.from_json(doc),
-                datetime.fromtimestamp(created, UTC),
-                attempts,
-                _dt(nxt),
-                state,
-                err,
-                tuple(x for x in to.split(" ") if x),
-            )
-            for rid, dom, day, doc, created, attempts, nxt, state, err, to in rows
-        ]
-
-    def due(self, now: datetime) -> list[OutboxItem]:
-        """
-        The pending items whose next attempt is due.
-
-        Args:
-            now: The current time.
-
-        Returns:
-            The items, the longest waiting first.
-        """
-        return self._items(
-            "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt, report_id",
-            (now.timestamp(),),
-        )
-
-    def items(self, state: str | None = None) -> list[OutboxItem]:
-        """
-        Every item, or those in one state.
-
-        Args:
-            state: ``pending``, ``delivered``, ``dropped`` or ``failed``.
-
-        Returns:
-            The items, oldest first.
-        """
-        if state is None:
-            return self._items("ORDER BY created_at, report_id", ())
-        return self._items("WHERE state = ? ORDER BY created_at, report_id", (state,))
-
-    def next_due(self) -> datetime | None:
-        """
-        When the next pending item is due.
-
-        Returns:
-            The time, or ``None`` when nothing is pending.
-        """
-        with self._lock:
-            (value,) = self._conn.execute(
-                "SELECT min(next_attempt) FROM tlsrpt_outbox WHERE state = 'pending'"
-            ).fetchone()
-        return _dt(value)
-
-    def record(
-        self,
-        report_id: str,
-        *,
-        state: str,
-        attempts: int,
-        next_attempt: datetime | None,
-        error: str | None,
-        delivered_to: Sequence[str] = (),
-        now: datetime,
-    ) -> None:
-        """
-        Store the outcome of an attempt.
-
-        Args:
-            report_id: The item.
-            state: Its new state.
-            attempts: Failed attempts so far.
-            next_attempt: When to try again (``None`` once finished).
-            error: Why the attempt failed, or why the item was dropped.
-            delivered_to: The endpoints that accepted it.
-            now: The current time.
-        """
-        finished = None if state == "pending" else now.timestamp()
-        with self._lock:
-            self._conn.execute(
-                "UPDATE tlsrpt_outbox SET state = ?, attempts = ?, next_attempt = ?,"
-                " last_error = ?, delivered_to = ?, finished_at = ? WHERE report_id = ?",
-                (
-                    state,
-                    attempts,
-                    None if next_attempt is None else next_attempt.timestamp(),
-                    error,
-                    " ".join(delivered_to),
-                    finished,
-                    report_id,
-                ),
-            )
-
-    def delivered_counts(self, now: datetime) -> dict[str, int]:
-        """
-        How many reports each endpoint accepted on the UTC day of ``now`` (SEC-11).
-
-        Args:
-            now: The current time (aware).
-
-        Returns:
-            ``{endpoint URI: reports delivered to it that day}``.
-        """
-        day = now.astimezone(UTC).date()
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT delivered_to FROM tlsrpt_outbox WHERE state = 'delivered'"
-                " AND finished_at >= ? AND finished_at < ?",
-                (start, start + 86400),
-            ).fetchall()
-        counts: dict[str, int] = {}
-        for (to,) in rows:
-            for uri in to.split():
-                counts[uri] = counts.get(uri, 0) + 1
-        return counts
-
-    def purge(self, now: datetime, keep_days: int = 7) -> int:
-        """
-        Delete finished items older than ``keep_days``.
-
-        Args:
-            now: The current time.
-            keep_days: The retention period.
-
-        Returns:
-            How many items were deleted.
-        """
-        cutoff = (now - timedelta(days=keep_days)).timestamp()
-        with self._lock:
-            cur = self._conn.execute(
-                "DELETE FROM tlsrpt_outbox WHERE state != 'pending' AND finished_at < ?",
-                (cutoff,),
-            )
-        return cur.rowcount
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- sender
@@ -1146,6 +287,12 @@ class ReportSender:
         lookup_addresses: Resolves the hosts of ``https:`` endpoints (e.g.
             ``DNSResolver().lookup_addresses``); :func:`socket.getaddrinfo`
             by default.
+        alookup_txt: The asyncio TXT lookup of :func:`asend_due_reports`
+            (e.g. ``AsyncDNSResolver().lookup_txt``); ``lookup_txt`` in a
+            worker thread by default.
+        asubmit: The asyncio submit of :func:`asend_due_reports`; by default
+            ``submit.asubmit`` when it has one (:class:`SMTPSubmitter` has),
+            else ``submit`` in a worker thread.
 
     Raises:
         smtpsts.UsageError: ``contact_info`` or ``from_address`` is not an
@@ -1174,6 +321,8 @@ class ReportSender:
     max_reports_per_destination: int | None = None
     https_allow: tuple[IPNetwork, ...] = attrs.field(default=(), converter=_networks)
     lookup_addresses: AddressLookup | None = None
+    alookup_txt: AsyncTXTLookup | None = None
+    asubmit: AsyncSubmit | None = None
 
     def __attrs_post_init__(self) -> None:
         submitter = to_alabel(_mailbox_domain(self.contact_info) or "-")
@@ -1213,11 +362,33 @@ class ReportSender:
             return None  # AMB-22 off: no heartbeat reports
         return report
 
+    def attempt(self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()) -> Delivery:
+        """
+        Try to deliver one report once: :func:`smtpsts.tlsrpt.outbox.delivery`, performed here.
+
+        The core decides (the record, the endpoints, the cap, the outcome);
+        this sender performs its requests: the TXT lookup with
+        ``lookup_txt``, the mail with ``submit``, the POST with
+        :func:`post_report`.
+
+        Args:
+            item: The outbox item.
+            now: The current time (the mail's ``Date``).
+            capped: Endpoint URIs that reached
+                ``max_reports_per_destination`` today: not contacted (SEC-11).
+
+        Returns:
+            The outcome and the per-endpoint results.
+        """
+        return drive(
+            delivery(item, capped=capped, send_to_all=self.send_to_all), self._performer(now)
+        )
+
     def deliver(
         self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()
     ) -> tuple[str, list[DeliveryResult]]:
         """
-        Try to deliver one report once.
+        Try to deliver one report once (:meth:`attempt`, as a pair).
 
         Args:
             item: The outbox item.
@@ -1227,58 +398,71 @@ class ReportSender:
                 (SEC-11).
 
         Returns:
-            ``("delivered" | "dropped" | "retry" | "deferred", results)``;
+            ``(outcome, results)``: the outcome is a
+            :class:`~smtpsts.tlsrpt.outbox.DeliveryOutcome` (a string:
+            ``"delivered"``, ``"dropped"``, ``"retry"`` or ``"deferred"``);
             for a DNS ``retry`` and a ``dropped`` without record the single
             result says why. ``dropped`` also when every endpoint is
             refused by the address policy; ``deferred`` when none accepted
             and one hit a local fault.
         """
-        qname = f"_smtp._tls.{item.domain}."
-        try:
-            answer = self.lookup_txt(qname)
-        except LocalResourceError as exc:
-            return "deferred", [_deferred(qname, exc)]
-        # RPT-REC-14: looked up at send time; a DNS failure is retried.
-        if isinstance(answer, TXTFailure):
-            return "retry", [DeliveryResult(qname, ok=False, detail=f"DNS: {answer.reason}")]
-        if isinstance(answer, TXTNotFound):
-            # RPT-AGG-19: no record means the domain wants no reports.
-            return "dropped", [DeliveryResult(qname, ok=False, detail="no TLSRPT record")]
-        selection = select_tlsrpt_record(answer.records)
-        if selection.status is not SelectionStatus.FOUND or selection.record is None:
-            # RPT-REC-06: none, several or an invalid record: no reporting.
-            return "dropped", [
-                DeliveryResult(qname, ok=False, detail=f"TLSRPT record: {selection.status.value}")
-            ]
-        endpoints = selection.record.usable_endpoints
-        if not endpoints:
-            # RPT-SEND-23: only unsupported rua URIs.
-            return "dropped", [DeliveryResult(qname, ok=False, detail="no usable rua endpoint")]
-        results = []
-        for endpoint in endpoints:
-            if endpoint.uri in capped:
-                # SEC-11: this destination has had its reports for today.
-                results.append(
-                    DeliveryResult(endpoint.uri, ok=False, detail="daily report cap reached")
-                )
-                continue
-            if isinstance(endpoint, MailtoEndpoint):
-                result = self._mail(item, endpoint, now)
-            else:
-                result = self._post(item, endpoint)
-            results.append(result)
-            if result.ok and not self.send_to_all:
-                break
-        if any(r.ok for r in results):
-            # RPT-SEND-16: delivered once at least one endpoint accepted it.
-            return "delivered", results
-        if any(r.local_fault for r in results):
-            # Issue 10: a local fault is no verdict on the endpoints.
-            return "deferred", results
-        if all(r.permanent for r in results):
-            # RPT-SEND-23: no usable endpoint is left (all refused, issue 10).
-            return "dropped", results
-        return "retry", results
+        done = self.attempt(item, now, capped=capped)
+        return done.outcome, list(done.results)
+
+    async def aattempt(
+        self, item: OutboxItem, now: datetime, *, capped: Collection[str] = ()
+    ) -> Delivery:
+        """
+        Try to deliver one report once, with asyncio: :meth:`attempt`'s conversation.
+
+        The TXT lookup is ``alookup_txt`` when set (``lookup_txt`` in a worker
+        thread otherwise); mail goes to ``asubmit``, or the submitter's own
+        ``asubmit`` (:meth:`SMTPSubmitter.asubmit`), or ``submit`` in a worker
+        thread; the POST is :func:`post_report` in a worker thread.
+
+        Args:
+            item: The outbox item.
+            now: The current time (the mail's ``Date``).
+            capped: Endpoint URIs that reached the day's cap (SEC-11).
+
+        Returns:
+            The outcome and the per-endpoint results.
+        """
+        return await adrive(
+            delivery(item, capped=capped, send_to_all=self.send_to_all), self._aperformer(now)
+        )
+
+    def _aperformer(self, now: datetime) -> Callable[[DeliveryRequest], Awaitable[DeliveryAnswer]]:
+        async def perform(request: DeliveryRequest) -> DeliveryAnswer:
+            if isinstance(request, LookupTLSRPT):
+                if self.alookup_txt is not None:
+                    return await self.alookup_txt(request.qname)
+                return await asyncio.to_thread(self.lookup_txt, request.qname)
+            try:
+                if isinstance(request, MailReport):
+                    return await self._amail(request.item, request.endpoint, now)
+                return await asyncio.to_thread(self._post, request.item, request.endpoint)
+            except LocalResourceError as exc:
+                _log_local(request, exc)
+                raise
+
+        return perform
+
+    def _performer(self, now: datetime) -> Callable[[DeliveryRequest], DeliveryAnswer]:
+        # A local fault is raised into the conversation, which keeps the
+        # report without a verdict on the endpoint (issue 10).
+        def perform(request: DeliveryRequest) -> DeliveryAnswer:
+            if isinstance(request, LookupTLSRPT):
+                return self.lookup_txt(request.qname)
+            try:
+                if isinstance(request, MailReport):
+                    return self._mail(request.item, request.endpoint, now)
+                return self._post(request.item, request.endpoint)
+            except LocalResourceError as exc:
+                _log_local(request, exc)
+                raise
+
+        return perform
 
     def _payload(self, report: Report) -> bytes:
         if self.compressed:
@@ -1294,54 +478,81 @@ class ReportSender:
         return report.to_json().encode("utf-8")
 
     def _mail(self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime) -> DeliveryResult:
+        if (refused := self._unsigned(endpoint)) is not None:
+            return refused
+        try:
+            data, sender = self._mail_message(item, endpoint, now)
+            self.submit(data, sender, endpoint.address)
+        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            return _mail_failure(endpoint, exc)
+        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+
+    async def _amail(
+        self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime
+    ) -> DeliveryResult:
+        if (refused := self._unsigned(endpoint)) is not None:
+            return refused
+        try:
+            data, sender = self._mail_message(item, endpoint, now)
+            await self._asubmit(data, sender, endpoint.address)
+        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
+            return _mail_failure(endpoint, exc)
+        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+
+    async def _asubmit(self, data: bytes, sender: str, recipient: str) -> None:
+        # The explicit coroutine, else the submitter's own (SMTPSubmitter.asubmit),
+        # else the blocking submit in a worker thread.
+        asubmit = self.asubmit or getattr(self.submit, "asubmit", None)
+        if asubmit is not None:
+            await asubmit(data, sender, recipient)
+        else:
+            await asyncio.to_thread(self.submit, data, sender, recipient)
+
+    def _unsigned(self, endpoint: MailtoEndpoint) -> DeliveryResult | None:
         if self.signer is None and not self.allow_unsigned:
             # RFC 8460 §3: receivers ignore reports without a valid DKIM signature.
             return DeliveryResult(
                 endpoint.uri, ok=False, detail="refused: no DKIM signer (allow_unsigned is off)"
             )
+        return None
+
+    def _mail_message(
+        self, item: OutboxItem, endpoint: MailtoEndpoint, now: datetime
+    ) -> tuple[bytes, str]:
+        # The RFC 8460 §5.3 message, signed: (bytes, envelope sender).
         sender = self.from_address or self.contact_info
         submitter = submitter_domain(item.report)
         token = hashlib.sha256(f"{item.report_id}\0{endpoint.address}".encode()).hexdigest()[:16]
-        try:
-            message = report_message(
-                item.report,
-                item.domain,
-                from_address=sender,
-                to_address=endpoint.address,
-                date=now,
-                message_id=f"<{token}.{item.report_id}@{submitter}>",
-                unique_id=self.unique_id,
-                compressed=self.compressed,
-            )
-            data = message.as_bytes(policy=email.policy.SMTP)
-            if len(data) > SIZE_WARNING:
-                log.warning("TLS-RPT: report mail %s is large (RPT-SEND-22)", item.report_id)
-            if self.signer is not None:
-                data = self.signer.sign(data)
-            self.submit(data, sender, endpoint.address)
-        except Exception as exc:  # noqa: BLE001 - any failure of a pluggable part is a retry
-            fault = _local_fault(exc)
-            if fault is not None:
-                return _deferred(endpoint.uri, fault)
-            return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
-        return DeliveryResult(endpoint.uri, ok=True, detail="submitted")
+        message = report_message(
+            item.report,
+            item.domain,
+            from_address=sender,
+            to_address=endpoint.address,
+            date=now,
+            message_id=f"<{token}.{item.report_id}@{submitter}>",
+            unique_id=self.unique_id,
+            compressed=self.compressed,
+        )
+        data = message.as_bytes(policy=email.policy.SMTP)
+        if len(data) > SIZE_WARNING:
+            log.warning("TLS-RPT: report mail %s is large (RPT-SEND-22)", item.report_id)
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return data, sender
 
     def _post(self, item: OutboxItem, endpoint: HTTPSEndpoint) -> DeliveryResult:
-        try:
-            result = post_report(
-                endpoint.url,
-                self._payload(item.report),
-                content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
-                timeout=self.https_timeout,
-                verify=self.https_verify,
-                context=self.https_context,
-                connect_to=self.connect_to,
-                max_redirects=self.https_max_redirects,
-                allow=self.https_allow,
-                lookup_addresses=self.lookup_addresses,
-            )
-        except LocalResourceError as exc:
-            return _deferred(endpoint.url, exc)
+        result = post_report(
+            endpoint.url,
+            self._payload(item.report),
+            content_type=CONTENT_TYPE_GZIP if self.compressed else CONTENT_TYPE_JSON,
+            timeout=self.https_timeout,
+            verify=self.https_verify,
+            context=self.https_context,
+            connect_to=self.connect_to,
+            max_redirects=self.https_max_redirects,
+            allow=self.https_allow,
+            lookup_addresses=self.lookup_addresses,
+        )
         if result.permanent:
             log.warning(
                 "TLS-RPT: %s: %s; not retried (internal endpoints need https_allow)",
@@ -1351,10 +562,83 @@ class ReportSender:
         return result
 
 
-def _deferred(uri: str, fault: LocalResourceError) -> DeliveryResult:
-    # Issue 10: a local fault keeps the report queued and counts no attempt.
-    log.warning("TLS-RPT: %s: local fault, will try again: %s", uri, fault)
-    return DeliveryResult(uri, ok=False, detail=f"local fault: {fault}", local_fault=True)
+def _log_local(request: MailReport | PostReport, fault: LocalResourceError) -> None:
+    log.warning("TLS-RPT: %s: local fault, will try again: %s", request.endpoint.uri, fault)
+
+
+def _mail_failure(endpoint: MailtoEndpoint, exc: Exception) -> DeliveryResult:
+    # Issue 10: a local fault is raised into the conversation; anything else
+    # is this endpoint's failure, retried.
+    fault = local_fault(exc)
+    if fault is not None:
+        raise fault from exc
+    return DeliveryResult(endpoint.uri, ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _build(
+    store: CollectionStore, outbox: Outbox, sender: ReportSender, now: datetime
+) -> list[str]:
+    # RPT-AGG-15: only days that are over.
+    built: list[str] = []
+    for day, domain in store.pending(before=now.astimezone(UTC).date()):
+        report = sender.build(store, day, domain)
+        if report is not None and outbox.enqueue(report, domain, day, now):
+            built.append(str(report.report_id))
+        # Only after the report is safely queued (a crash re-queues the same id).
+        store.mark_reported(day, domain, now)
+    return built
+
+
+@attrs.define
+class _Round:
+    # One round's deliveries: the due items, the day's counts per endpoint
+    # (SEC-11) and the verdicts; the sync and asyncio loops share it.
+    outbox: Outbox
+    sender: ReportSender
+    now: datetime
+    items: list[OutboxItem]
+    counts: dict[str, int]
+    verdicts: dict[Verdict, list[str]] = attrs.Factory(lambda: {v: [] for v in Verdict})
+
+    @classmethod
+    def start(cls, outbox: Outbox, sender: ReportSender, now: datetime) -> _Round:
+        cap = sender.max_reports_per_destination
+        counts = outbox.delivered_counts(now) if cap is not None else {}
+        # The outbox's query narrows the items; the core decides which are due.
+        return cls(outbox, sender, now, due_items(outbox.due(now), now), counts)
+
+    def capped(self) -> frozenset[str]:
+        # SEC-11: a cap on reports per destination and day limits report floods.
+        return capped_endpoints(self.counts, self.sender.max_reports_per_destination)
+
+    def settle(self, item: OutboxItem, attempt: Delivery) -> None:
+        sender = self.sender
+        settled = settle(
+            item, attempt, self.now, initial=sender.initial_backoff, period=sender.retry_period
+        )
+        for uri in settled.delivered_to:
+            self.counts[uri] = self.counts.get(uri, 0) + 1
+        _log_settlement(item, settled)
+        self.outbox.record(
+            item.report_id,
+            state=settled.state,
+            attempts=settled.attempts,
+            next_attempt=settled.next_attempt,
+            error=settled.error,
+            delivered_to=settled.delivered_to,
+            now=self.now,
+        )
+        self.verdicts[settled.verdict].append(item.report_id)
+
+    def summary(self, built: Sequence[str]) -> SendSummary:
+        return SendSummary(
+            tuple(built), **{verdict.value: tuple(ids) for verdict, ids in self.verdicts.items()}
+        )
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise UsageError("now must be an aware datetime")
 
 
 def send_due_reports(
@@ -1367,6 +651,10 @@ def send_due_reports(
 ) -> SendSummary:
     """
     Build the reports of finished days and deliver every report that is due.
+
+    Each item's delivery is :meth:`ReportSender.attempt` (the core's
+    conversation); what it does to the item is
+    :func:`smtpsts.tlsrpt.outbox.settle` (RFC 8460 §5.5).
 
     Args:
         store: The collection store to build from (``None``: deliver only).
@@ -1381,123 +669,82 @@ def send_due_reports(
     Raises:
         smtpsts.UsageError: ``now`` is naive.
     """
-    if now.tzinfo is None:
-        raise UsageError("now must be an aware datetime")
-    built: list[str] = []
-    if build and store is not None:
-        today = now.astimezone(UTC).date()
-        # RPT-AGG-15: only days that are over.
-        for day, domain in store.pending(before=today):
-            report = sender.build(store, day, domain)
-            if report is not None and outbox.enqueue(report, domain, day, now):
-                built.append(str(report.report_id))
-            # Only after the report is safely queued (a crash re-queues the same id).
-            store.mark_reported(day, domain, now)
-    delivered: list[str] = []
-    dropped: list[str] = []
-    retrying: list[str] = []
-    failed: list[str] = []
-    deferred: list[str] = []
-    cap = sender.max_reports_per_destination
-    counts = outbox.delivered_counts(now) if cap is not None else {}
-    for item in outbox.due(now):
-        # SEC-11: a cap on reports per destination and day limits report floods.
-        capped = {uri for uri, n in counts.items() if cap is not None and n >= cap}
-        outcome, results = sender.deliver(item, now, capped=capped)
-        accepted = tuple(r.uri for r in results if r.ok)
-        for uri in accepted:
-            counts[uri] = counts.get(uri, 0) + 1
-        errors = "; ".join(f"{r.uri}: {r.detail}" for r in results if not r.ok) or None
-        if outcome == "delivered":
-            log.info("TLS-RPT: delivered %s to %s", item.report_id, ", ".join(accepted))
-            outbox.record(
-                item.report_id,
-                state="delivered",
-                attempts=item.attempts,
-                next_attempt=None,
-                error=errors,
-                delivered_to=accepted,
-                now=now,
-            )
-            delivered.append(item.report_id)
-        elif outcome == "dropped":
-            log.info("TLS-RPT: not sending %s: %s", item.report_id, errors)
-            outbox.record(
-                item.report_id,
-                state="dropped",
-                attempts=item.attempts,
-                next_attempt=None,
-                error=errors,
-                now=now,
-            )
-            dropped.append(item.report_id)
-        elif outcome == "deferred":
-            # Issue 10: a local fault says nothing about the endpoints: the
-            # attempt is not counted and the report waits the first backoff.
-            resume = now + sender.initial_backoff
-            log.warning(
-                "TLS-RPT: delivery of %s deferred by a local fault (%s); next try at %s",
-                item.report_id,
-                errors,
-                resume.isoformat(),
-            )
-            outbox.record(
-                item.report_id,
-                state="pending",
-                attempts=item.attempts,
-                next_attempt=resume,
-                error=errors,
-                now=now,
-            )
-            deferred.append(item.report_id)
-        else:
-            attempts = item.attempts + 1
-            again = retry_at(
-                item.created_at,
-                attempts,
-                initial=sender.initial_backoff,
-                period=sender.retry_period,
-            )
-            if again is None:
-                log.error(
-                    "TLS-RPT: giving up on %s after %d attempts: %s",
-                    item.report_id,
-                    attempts,
-                    errors,
-                )
-                failed.append(item.report_id)
-            else:
-                log.warning(
-                    "TLS-RPT: delivery of %s failed (%s); next try at %s",
-                    item.report_id,
-                    errors,
-                    again.isoformat(),
-                )
-                retrying.append(item.report_id)
-            outbox.record(
-                item.report_id,
-                state="pending" if again is not None else "failed",
-                attempts=attempts,
-                next_attempt=again,
-                error=errors,
-                now=now,
-            )
-    return SendSummary(
-        tuple(built),
-        tuple(delivered),
-        tuple(dropped),
-        tuple(retrying),
-        tuple(failed),
-        tuple(deferred),
-    )
+    _aware(now)
+    built = _build(store, outbox, sender, now) if build and store is not None else []
+    run = _Round.start(outbox, sender, now)
+    for item in run.items:
+        run.settle(item, sender.attempt(item, now, capped=run.capped()))
+    return run.summary(built)
 
 
-def _next_build(now: datetime, rng: random.Random, max_jitter: timedelta) -> datetime:
-    # RPT-AGG-15: after 00:00 UTC of the next day, plus a random delay.
-    midnight = datetime.combine(
-        now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), UTC
+async def asend_due_reports(
+    store: CollectionStore | None,
+    outbox: Outbox,
+    sender: ReportSender,
+    *,
+    now: datetime,
+    build: bool = True,
+) -> SendSummary:
+    """
+    :func:`send_due_reports` for asyncio: the same round, the same conversation.
+
+    Deliveries run :meth:`ReportSender.aattempt`: the TXT lookup with
+    ``alookup_txt`` when set, mail with ``asubmit`` (or the submitter's own
+    ``asubmit``, as :class:`SMTPSubmitter` has). The store and outbox calls,
+    a blocking ``lookup_txt`` or ``submit``, and the HTTPS POST (its address
+    checks and deadline are :func:`post_report`'s) run in worker threads, so
+    the event loop never blocks on them. Items are delivered one after the
+    other, as in the blocking round, so the daily cap (SEC-11) counts each
+    delivery before the next. A cancelled round leaves the item being
+    delivered pending as it was (a POST already under way runs to its
+    deadline in its thread).
+
+    Args:
+        store: The collection store to build from (``None``: deliver only).
+        outbox: The persistent outbox.
+        sender: Identity and transports.
+        now: The current time (aware).
+        build: Build new reports (the daily step); ``False`` only retries.
+
+    Returns:
+        What was done.
+
+    Raises:
+        smtpsts.UsageError: ``now`` is naive.
+    """
+    _aware(now)
+    built = (
+        await asyncio.to_thread(_build, store, outbox, sender, now)
+        if build and store is not None
+        else []
     )
-    return midnight + timedelta(seconds=rng.uniform(0, max_jitter.total_seconds()))
+    run = await asyncio.to_thread(_Round.start, outbox, sender, now)
+    for item in run.items:
+        attempt = await sender.aattempt(item, now, capped=run.capped())
+        await asyncio.to_thread(run.settle, item, attempt)
+    return run.summary(built)
+
+
+def _log_settlement(item: OutboxItem, settled: Settlement) -> None:
+    rid, error = item.report_id, settled.error
+    again = settled.next_attempt.isoformat() if settled.next_attempt is not None else None
+    if settled.verdict is Verdict.DELIVERED:
+        log.info("TLS-RPT: delivered %s to %s", rid, ", ".join(settled.delivered_to))
+    elif settled.verdict is Verdict.DROPPED:
+        log.info("TLS-RPT: not sending %s: %s", rid, error)
+    elif settled.verdict is Verdict.DEFERRED:
+        # Issue 10: a local fault says nothing about the endpoints: the
+        # attempt is not counted and the report waits the first backoff.
+        log.warning(
+            "TLS-RPT: delivery of %s deferred by a local fault (%s); next try at %s",
+            rid,
+            error,
+            again,
+        )
+    elif settled.verdict is Verdict.FAILED:
+        log.error("TLS-RPT: giving up on %s after %d attempts: %s", rid, settled.attempts, error)
+    else:
+        log.warning("TLS-RPT: delivery of %s failed (%s); next try at %s", rid, error, again)
 
 
 def run_daily(
@@ -1535,11 +782,12 @@ def run_daily(
     rng = rng or random.Random()  # noqa: S311 - jitter, not security
     wait = wait or threading.Event().wait
     now = clock()
-    next_build = now if build_now else _next_build(now, rng, max_jitter)
+    # RPT-AGG-15: the core's schedule, the adapter's random draw.
+    build_at = now if build_now else next_build(now, rng.random(), max_jitter)
     done = 0
     while True:
         now = clock()
-        building = now >= next_build
+        building = now >= build_at
         try:
             send_due_reports(store, outbox, sender, now=now, build=building)
             if building:
@@ -1549,13 +797,10 @@ def run_daily(
         except Exception:
             log.exception("TLS-RPT: sending round failed; trying again later")
         if building:
-            next_build = _next_build(now, rng, max_jitter)
+            build_at = next_build(now, rng.random(), max_jitter)
         done += 1
         if rounds is not None and done >= rounds:
             return
-        wake = min(next_build, now + poll)
-        due = outbox.next_due()
-        if due is not None:
-            wake = min(wake, max(due, now))
+        wake = wake_at(now, build_at, poll, outbox.next_due())
         if wait(max(0.0, (wake - clock()).total_seconds())):
             return
