@@ -172,8 +172,10 @@ class _Probe:
 
     def result(self, report: SessionReport) -> STARTTLSProbe:
         where = f"{self.host}:{self.port}"
-        if (self.target, self.connect_port) != (self.host, self.port):
+        if self.connect_port != self.port:
             where += f" ({self.target}:{self.connect_port})"
+        elif self.target != self.host:
+            where += f" ({self.target})"
         raise_local_fault(report.failure, operation="STARTTLS probe", host=where)
         fields: dict[str, object] = {}
         if report.connected is not None:
