@@ -285,3 +285,32 @@ def test_lab_leaves_no_threads_behind() -> None:
             break
         time.sleep(0.05)
     assert [] == [t.name for t in left]
+
+
+def test_owner_rollout_runs_in_process() -> None:
+    """RPT-SEND-15, RPT-SEND-17 (issue 13 item 7): reports reach the owner's store by HTTPS and mail; the advisor says ready."""
+    from smtpsts.lab.scenarios import run_one
+
+    (rollout,) = [s for s in SCENARIOS if s.name == "owner-rollout"]
+    with Lab() as lab:
+        outcome = run_one(lab, rollout)
+        posted = [r for r in lab.https.received if r.content_type == "application/tlsrpt+gzip"]
+    assert (True, "ready to enforce") == (outcome.agrees, outcome.got)
+    assert "14 reports POSTed and 14 of 14 mailed" in outcome.why
+    assert 14 == len(posted)
+
+
+def test_owner_rollout_counts_a_refused_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A POST the endpoint refuses is not counted as stored, and the advisor then lacks data."""
+    from smtpsts.io.tlsrpt_send import DeliveryResult
+    from smtpsts.lab import scenarios
+
+    def refused(*_args: object, **_kw: object) -> DeliveryResult:
+        return DeliveryResult("https://tlsrpt.lab.example/v1", ok=False, detail="refused")
+
+    monkeypatch.setattr(scenarios, "post_report", refused)
+    (rollout,) = [s for s in SCENARIOS if s.name == "owner-rollout"]
+    with Lab() as lab:
+        outcome = scenarios.run_one(lab, rollout)
+    assert "0 reports POSTed and 14 of 14 mailed" in outcome.why
+    assert "not enough data" == outcome.got

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final, Self
 
 import attrs
@@ -29,14 +31,20 @@ from cryptography.hazmat.primitives import serialization
 
 from smtpsts.certs import TrustStore
 from smtpsts.decision import Deliver, DeliverAndReport
+from smtpsts.io.advise import live_check, read_numbers
+from smtpsts.io.check import check_domain
 from smtpsts.io.deliver import Delivery, DeliveryStatus, deliver_connection
 from smtpsts.io.dns import DNSResolver
 from smtpsts.io.dnssec import DNSSECResolver
 from smtpsts.io.drivers import PolicyResolver
 from smtpsts.io.tls import pkix_context
+from smtpsts.io.tlsrpt_mailbox import fetch_maildir
 from smtpsts.io.tlsrpt_send import post_report
 from smtpsts.lab.servers import CA, DNSServer, HTTPSServer, Issued, SMTPServer
-from smtpsts.tlsrpt import Aggregator, Report, decompress_report, gzip_report
+from smtpsts.stores.reports_sqlite import SQLiteReportStore
+from smtpsts.tlsrpt import Aggregator, Report, decompress_report, gzip_report, report_message
+from smtpsts.tlsrpt.advisor import advise
+from smtpsts.tlsrpt.inbox import Received, Source, accept_report_body, window
 from smtpsts.tlsrpt.record import select_tlsrpt_record
 
 __all__ = ["SCENARIOS", "Lab", "Outcome", "Scenario"]
@@ -180,6 +188,15 @@ class Lab:
         self._mx("mx.report.example", ca.issue("mx.wrong.example"))
         self.https.route(RUA_HOST, b"")
         self.connect_to[(RUA_HOST, 443)] = ("127.0.0.1", self.https.port)
+        # owner-rollout: a testing domain whose MX is fine, reported on by two senders
+        self._sts("rollout.example", "1", _policy("testing", "mx.rollout.example"))
+        self.dns.set("rollout.example", "MX", "10 mx.rollout.example.")
+        self.dns.set(
+            "_smtp._tls.rollout.example",
+            "TXT",
+            f'"v=TLSRPTv1; rua=https://{RUA_HOST}/v1,mailto:tlsrpt@rollout.example"',
+        )
+        self._mx("mx.rollout.example", ca.issue("mx.rollout.example"))
         return self
 
     def close(self) -> None:
@@ -364,6 +381,97 @@ def _tlsrpt_rua(lab: Lab) -> tuple[str, str]:
     )
 
 
+ROLLOUT_DAYS: Final = 14
+"""Days of reports the owner-rollout scenario sends (the advisor's default minimum)."""
+
+
+def _owner_rollout(lab: Lab) -> tuple[str, str]:
+    # The domain owner's side (issue 13 item 7): two senders report 14 days of sessions
+    # to rollout.example, one by HTTPS POST, one by mail; the owner's intake keeps them
+    # in a report store and the advisor, with a live check, says whether to enforce.
+    delivery = lab.deliver("rollout.example")
+    _describe(delivery)
+    sessions = list(delivery.sessions) * 10
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    days = [today - timedelta(days=n) for n in range(ROLLOUT_DAYS, 0, -1)]
+    with tempfile.TemporaryDirectory(prefix="smtpsts-lab-") as tmp:
+        store = SQLiteReportStore(str(Path(tmp) / "reports.db"))
+        maildir = Path(tmp) / "Maildir"
+        for sub in ("new", "cur", "tmp"):
+            (maildir / sub).mkdir(parents=True)
+        try:
+            posted = mailed = 0
+            for at in days:
+                for organization in ("HTTPS Sender Ltd", "Mail Sender Inc"):
+                    aggregator = Aggregator()
+                    aggregator.add_many(sessions, at)
+                    report = aggregator.report(
+                        "rollout.example",
+                        at.date(),
+                        organization_name=organization,
+                        contact_info="tlsrpt@sender.example",
+                    )
+                    assert report is not None
+                    if organization.startswith("HTTPS"):
+                        posted += _post_to_intake(lab, report, store)
+                    else:
+                        _mail_to_maildir(report, maildir, at)
+                        mailed += 1
+            # The mailbox intake (unsigned in the lab: DKIM needs the dkim extra).
+            fetched = fetch_maildir(store, maildir, dkim=lambda _mail: ())
+            since, until = window(30, today)
+            numbers = read_numbers(store, "rollout.example", since, until)
+        finally:
+            store.close()
+    check = check_domain(
+        "rollout.example",
+        nameservers=[lab.dns.address],
+        trust=lab.trust,
+        connect_to=lab.connect_to,
+        timeout=10.0,
+    )
+    advice = advise(numbers, live_check(check))
+    why = (
+        f"{posted} reports POSTed and {fetched.stored} of {mailed} mailed into the store; "
+        f"{advice.successful + advice.failed} sessions from {len(advice.reporters)} reporters over "
+        f"{advice.days_covered} days; " + "; ".join(advice.reasons)
+    )
+    return advice.verdict.value, why
+
+
+def _post_to_intake(lab: Lab, report: Report, store: SQLiteReportStore) -> int:
+    # RFC 8460 §5.3.2: the sender POSTs; the lab's HTTPS server is the owner's endpoint,
+    # and what it received goes through the intake's checks into the store.
+    sent = post_report(
+        f"https://{RUA_HOST}/v1",
+        gzip_report(report),
+        verify=True,
+        context=pkix_context(lab.trust),
+        connect_to=lab.connect_to,
+        timeout=10.0,
+        allow=[ipaddress.ip_network("127.0.0.0/8")],
+    )
+    if not sent.ok:
+        return 0
+    received = [r for r in lab.https.received if r.host == RUA_HOST][-1]
+    accepted = accept_report_body(received.body, received.content_type)
+    store.add(Received(accepted, Source.HTTPS, datetime.now(UTC), client="127.0.0.1"))
+    return 1
+
+
+def _mail_to_maildir(report: Report, maildir: Path, at: datetime) -> None:
+    # RFC 8460 §5.3.1: the report mail as a sender builds it, delivered to the mailbox.
+    message = report_message(
+        report,
+        "rollout.example",
+        from_address="tlsrpt@sender.example",
+        to_address="tlsrpt@rollout.example",
+        date=at,
+        message_id=f"<{report.report_id}@sender.example>",
+    )
+    (maildir / "new" / f"{report.report_id}.eml").write_bytes(bytes(message))
+
+
 SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario(
         "valid-enforce",
@@ -418,6 +526,12 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         "a TLS-RPT report of a failing session POSTed to the https rua",
         "received (1 failure)",
         _tlsrpt_rua,
+    ),
+    Scenario(
+        "owner-rollout",
+        f"the owner's intake receives {ROLLOUT_DAYS} days of reports by HTTPS and mail",
+        "ready to enforce",
+        _owner_rollout,
     ),
 )
 """Every scenario, in the order ``smtpsts lab`` runs them."""
