@@ -26,6 +26,9 @@ __all__ = ["ONE_DAY", "Problem", "Severity", "lint_policy", "lint_record", "reco
 ONE_DAY = 86400
 """``max_age`` values below this many seconds get a warning."""
 
+ONE_WEEK = 604800
+"""An ``enforce`` policy's ``max_age`` under this gets a warning (RFC 8461 §3.2: "weeks")."""
+
 
 class Severity(enum.StrEnum):
     """
@@ -217,6 +220,19 @@ def _field_warnings(field: PolicyField, first: bool, previous: int) -> list[Prob
                     ("STS-MX-03",),
                 )
             )
+            if "." not in field.value[2:]:
+                out.append(
+                    Problem(
+                        warn,
+                        "wildcard-tld",
+                        f"wildcard pattern {field.value!r} covers every host directly under the "
+                        f"top-level domain {field.value[2:]!r}: any such name's owner can get a "
+                        "certificate for it and receive this domain's mail",
+                        field.line,
+                        field.offset,
+                        ("STS-MX-03",),
+                    )
+                )
     elif field.key not in RESERVED_KEYS:
         meant = _NEAR_MISSES.get(_squash(field.key))
         if meant is not None:
@@ -286,6 +302,22 @@ def lint_policy(text: str | bytes) -> list[Problem]:
     for field in scan.fields:
         previous = first_line.setdefault(field.key, field.line)
         problems.extend(_field_warnings(field, previous == field.line, previous))
+    policy = scan.policy
+    if policy is not None and policy.mode is Mode.ENFORCE and ONE_DAY <= policy.max_age < ONE_WEEK:
+        # RFC 8461 §3.2: "max_age ... values should be in the range of weeks or greater";
+        # under a day is warned about above, whatever the mode.
+        field = next(f for f in scan.fields if f.key == "max_age")
+        problems.append(
+            Problem(
+                Severity.WARNING,
+                "short-max-age",
+                f"max_age {policy.max_age} is under a week ({ONE_WEEK}) for an enforce policy; "
+                "RFC 8461 §3.2 advises weeks or more, so that a cached policy outlasts an attack",
+                field.line,
+                field.offset,
+                ("STS-POL-04",),
+            )
+        )
     problems.sort(key=_sort_key)
     return problems
 
@@ -322,6 +354,12 @@ def _record_fields(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def _unquote(text: str) -> str:
+    # '"v=STSv1; " "id=1;"' -> 'v=STSv1; id=1;': the character-strings joined, as DNS
+    # gives them to a sender (STS-REC-03).
+    return "".join(text.split('"')[1::2]) or text.strip('"')
+
+
 def lint_record(text: str) -> list[Problem]:
     """
     Check an ``_mta-sts`` or ``_smtp._tls`` TXT record (RFC 8461 §3.1, RFC 8460 §3).
@@ -341,6 +379,23 @@ def lint_record(text: str) -> list[Problem]:
     Returns:
         The problems, sorted by offset.
     """
+    stripped = text.strip()
+    if stripped.startswith('"'):
+        # dig and most DNS consoles print a TXT record's character-strings in quotes;
+        # the quotes are not part of the record (STS-REC-03, RPT-REC-07).
+        unquoted = _unquote(stripped)
+        return [
+            Problem(
+                Severity.WARNING,
+                "quoted-record",
+                "the text starts with a quote, as dig prints TXT records: the quotes are not "
+                f"part of the record, so it was checked without them: {unquoted[:60]!r}",
+                1,
+                0,
+                ("STS-REC-03", "RPT-REC-07"),
+            ),
+            *lint_record(unquoted),
+        ]
     kind = record_kind(text)
     warn = Severity.WARNING
     problems: list[Problem] = []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from smtpsts import Policy, PolicySyntaxError
 from smtpsts._cli import main
+from smtpsts._cli.lint import RULES_PAGE
 from smtpsts.lint import Problem, Severity, lint_policy, lint_record, record_kind
 from smtpsts.policy import MAX_POLICY_BYTES
 
@@ -93,11 +94,27 @@ class TestLintPolicy:
         ]
 
     def test_no_warning_at_limits(self):
-        """STS-POL-05: max_age of exactly one day or exactly the maximum is fine."""
-        assert ([], []) == (
-            lint_policy(BASE.replace("604800", "86400")),
+        """STS-POL-05: max_age of exactly a week (enforce), a day (testing) or the maximum is fine."""
+        assert ([], [], []) == (
+            lint_policy(BASE),
+            [
+                p
+                for p in lint_policy(BASE.replace("604800", "86400").replace("enforce", "testing"))
+                if p.code != "mode-testing"
+            ],
             lint_policy(BASE.replace("604800", "31557600")),
         )
+
+    def test_enforce_under_a_week_is_warned(self):
+        """STS-POL-04, RFC 8461 §3.2 ("weeks or greater"): an enforce policy cached for days."""
+        (problem,) = lint_policy(BASE.replace("604800", "86400"))
+        assert "short-max-age" == problem.code
+        assert "is under a week (604800) for an enforce policy" in problem.message
+
+    def test_wildcard_on_a_top_level_domain(self):
+        """STS-MX-03: *.com covers every registrable name under com: its own warning."""
+        codes = [p.code for p in lint_policy(BASE.replace("mx: mail.example.com", "mx: *.com"))]
+        assert ["wildcard-mx", "wildcard-tld"] == codes
 
     def test_missing_final_newline_is_fine(self):
         """STS-POL-01: no final terminator gives no warning."""
@@ -304,6 +321,7 @@ class TestCLI:
                 "which weakens protection against downgrade attacks (weeks are usual) [STS-POL-04]"
             ),
             "-:-: error: the version field is missing [STS-POL-02, AMB-03]",
+            f"[IDs] are the rules they break, explained at {RULES_PAGE}",
             f"{path}: INVALID (2 errors, 1 warning)",
         ] == lines
 
@@ -345,7 +363,7 @@ class TestCLI:
         assert (0, "policy: valid (0 errors, 0 warnings)\n") == (status, capsys.readouterr().out)
 
     def test_policy_lint_oversized(self, tmp_path, capsys):
-        """AMB-08: a file over 65536 bytes is an error; only 65537 bytes are read."""
+        """AMB-08: a file over 65536 bytes is an error that gives its real size (issue 12)."""
         path = tmp_path / "big.txt"
         path.write_bytes(BASE.encode() + b"x: " + b"a" * (2 * MAX_POLICY_BYTES) + b"\n")
 
@@ -353,7 +371,7 @@ class TestCLI:
 
         out = json.loads(capsys.readouterr().out)
         assert (1, "policy-too-large") == (status, out["problems"][0]["code"])
-        assert "65537 bytes" in out["problems"][0]["message"]
+        assert f"{path.stat().st_size} bytes" in out["problems"][0]["message"]
 
     def test_policy_lint_unreadable(self, tmp_path, capsys):
         """An unreadable file exits 2 with a message on stderr."""
@@ -434,3 +452,21 @@ def test_wildcard_under_policy_domain_warns_only():
         policy.matches("example.com"),
         policy.matches("a.b.example.com"),
     )
+
+
+@pytest.mark.parametrize(
+    ("pasted", "checked"),
+    [
+        ('"v=STSv1; id=20240101;"', "v=STSv1; id=20240101;"),
+        ('"v=TLSRPTv1; " "rua=mailto:r@example.com"', "v=TLSRPTv1; rua=mailto:r@example.com"),
+        ('"v=STSv1; id=1;', "v=STSv1; id=1;"),
+        ('""', ""),
+    ],
+)
+def test_record_pasted_with_digs_quotes(pasted, checked):
+    """STS-REC-03, RPT-REC-07 (issue 12): dig's quotes are said, and the record is checked without them."""
+    from smtpsts.lint import lint_record
+
+    problems = lint_record(pasted)
+    assert ("quoted-record", "warning") == (problems[0].code, problems[0].severity.value)
+    assert problems[1:] == lint_record(checked)

@@ -15,7 +15,7 @@ from typing import Any
 
 from smtpsts.exceptions import ParseError
 from smtpsts.lint import Problem, Severity, lint_policy, lint_record, record_kind
-from smtpsts.policy import MAX_POLICY_BYTES, Policy, scan_policy
+from smtpsts.policy import Policy, scan_policy
 from smtpsts.record import STSRecord
 from smtpsts.tlsrpt.record import TLSRPTRecord
 
@@ -99,13 +99,20 @@ def policy_json(policy: Policy) -> dict[str, Any]:
     }
 
 
+# A local file is read whole up to this, so that an oversized policy is reported with
+# its real size (issue 12 item 4); senders stop at MAX_POLICY_BYTES (AMB-08).
+_READ_CAP = 16 * 1024 * 1024
+
+
+RULES_PAGE = "https://smtpsts.readthedocs.io/en/latest/conformance.html"
+"""Where the rule IDs in brackets are explained (docs/conformance.md, built)."""
+
+
 def _read(name: str) -> bytes:
-    # One byte over the cap, so that an oversized file is reported as such
-    # without reading all of it (RFC 8461 §3.3, AMB-08).
     if name == "-":
-        return sys.stdin.buffer.read(MAX_POLICY_BYTES + 1)
+        return sys.stdin.buffer.read(_READ_CAP)
     with Path(name).open("rb") as f:
-        return f.read(MAX_POLICY_BYTES + 1)
+        return f.read(_READ_CAP)
 
 
 def _report(
@@ -123,6 +130,8 @@ def _report(
     else:
         for problem in problems:
             print(_format(problem))
+        if any(p.conformance for p in problems):
+            print(f"[IDs] are the rules they break, explained at {RULES_PAGE}")
         tally = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
         print(f"{what}: {'valid' if errors == 0 else 'INVALID'} ({tally})")
     return 0 if errors == 0 else 1
