@@ -8,7 +8,7 @@ Each adapter in ``interop/`` is run through ``smtpsts vectors run --exec``'s
 runner (:func:`smtpsts.io.peer.run_exec`). Disagreements are grouped into
 classes by group and by the first conformance ID of the case; each class is
 written with its smallest input, what differed, the RFC line that decides it
-(looked up in /work/shared/spec or $SMTPSTS_SPEC_DIR) and who is right. The
+(looked up in ../shared/spec beside the checkout, or $SMTPSTS_SPEC_DIR) and who is right. The
 verdicts are the hand-written table ``VERDICTS`` below: a class without one
 is listed as "not reviewed".
 """
@@ -33,7 +33,8 @@ from smtpsts import vectors  # noqa: E402
 from smtpsts.io.peer import run_exec  # noqa: E402
 from smtpsts.vectors import protocol  # noqa: E402
 
-SPEC = Path(os.environ.get("SMTPSTS_SPEC_DIR", "/work/shared/spec"))
+# The RFC texts: beside the checkout (../shared/spec), or where $SMTPSTS_SPEC_DIR says.
+SPEC = Path(os.environ.get("SMTPSTS_SPEC_DIR", ROOT.parent / "shared" / "spec"))
 INTEROP = ROOT / "interop"
 
 
