@@ -15,7 +15,7 @@ import idna
 
 from .exceptions import DomainNameError
 
-__all__ = ["MAX_LABEL", "MAX_NAME", "to_alabel", "to_ulabel"]
+__all__ = ["MAX_LABEL", "MAX_NAME", "is_normal_name", "to_alabel", "to_ulabel"]
 
 MAX_LABEL = 63
 """RFC 1035 §2.3.4: a label is at most 63 octets."""
@@ -27,6 +27,37 @@ MAX_NAME = 253
 # (service labels such as _mta-sts, _25, _tcp).
 _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
 _LDH_UNDERSCORE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\Z")
+# A whole name already in normal form: lower-case letter-digit-hyphen labels of 1 to
+# 63 characters (RFC 1035 §2.3.4), no trailing dot.
+_NORMAL = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z"
+)
+
+
+def is_normal_name(name: str, start: int = 0) -> bool:
+    """
+    Tell, without :func:`to_alabel`, whether a name is a host name already in normal form.
+
+    ``True`` means ``to_alabel(name[start:]) == name[start:]``: for the usual
+    ASCII name this avoids both the conversion and a place in its cache (which
+    is kept for names looked up again and again). ``False`` says nothing:
+    such a name may still be valid (an ``xn--`` label, upper case), so ask
+    :func:`to_alabel`.
+
+    Args:
+        name: The text.
+        start: Where the name starts in ``name`` (after a ``*.``, say).
+
+    Returns:
+        Whether ``name[start:]`` is lower-case letter-digit-hyphen labels of
+        1 to 63 characters, at most 253 characters in all, none of them
+        starting ``xn--``, and no trailing dot.
+    """
+    return (
+        len(name) - start <= MAX_NAME
+        and _NORMAL.match(name, start) is not None
+        and "xn--" not in name
+    )
 
 
 def to_alabel(name: str | bytes, *, allow_underscore: bool = False) -> str:
