@@ -326,7 +326,9 @@ def _compact_patterns(
     unique = tuple(dict.fromkeys(keys))
     if len(unique) > _SMALL_SET:
         return patterns, frozenset(unique)
-    if len(unique) == len(keys) and all(p.text is key for p, key in zip(patterns, keys)):
+    if len(unique) == len(keys) and all(
+        p.text is key for p, key in zip(patterns, keys, strict=True)
+    ):
         table = _PatternKeys(unique)
         return table, table
     return patterns, unique

@@ -32,6 +32,7 @@ import functools
 import re
 import sys
 from collections.abc import Collection, Iterable
+from typing import cast
 
 import attrs
 
@@ -170,9 +171,9 @@ def _check_extensions(
             raise ValueError(f"extension {key!r}: {problem[0]}")
 
 
-def _to_patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
+def _to_patterns(value: Iterable[MXPattern] | _PatternKeys) -> tuple[MXPattern, ...]:
     # A converter, not a validator: the matcher is built from it before validators run.
-    if type(value) is _PatternKeys:
+    if isinstance(value, _PatternKeys):
         # What a policy keeps for mx (attrs.evolve passes it back in).
         return value.patterns()
     patterns = tuple(value)
@@ -201,7 +202,7 @@ def _split_lines(text: str) -> tuple[str, ...]:
 
 def _mx_eq_key(value: tuple[MXPattern, ...] | _PatternKeys) -> tuple[object, ...]:
     # Policy equality compares the mx patterns, however the policy keeps them.
-    return value.patterns() if type(value) is _PatternKeys else value
+    return value.patterns() if isinstance(value, _PatternKeys) else value
 
 
 # RFC 8461 §3.2 max_age values that most policies use (one day, one and two weeks,
@@ -272,11 +273,11 @@ class Policy:
         return self.to_text()
 
     def __attrs_post_init__(self) -> None:
-        mx = self._mx
+        # The converter made it a tuple of patterns; keep it in its smallest form.
+        mx = cast("tuple[MXPattern, ...]", self._mx)
         # RFC 8461 §3.2 (STS-POL-06): "mx" is required unless the mode is "none".
         if self.mode is not Mode.NONE and not mx:
             raise ValueError(f"a {self.mode.value!r} policy needs at least one mx pattern")
-        assert type(mx) is tuple  # the converter made it one
         kept, table = _compact_patterns(mx)
         object.__setattr__(self, "_mx", kept)
         object.__setattr__(self, "_matcher", table)
@@ -287,11 +288,11 @@ class Policy:
     def mx(self) -> tuple[MXPattern, ...]:
         """The MX patterns in policy order (STS-POL-07); empty only for :attr:`Mode.NONE`."""
         mx = self._mx
-        return mx.patterns() if type(mx) is _PatternKeys else mx
+        return mx.patterns() if isinstance(mx, _PatternKeys) else mx
 
     @property
     def lines(self) -> tuple[str, ...]:
-        """The body's lines with terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``."""
+        """The body's lines, terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``."""
         lines = self._lines
         return _split_lines(self.text) if lines is None else lines
 
