@@ -290,6 +290,12 @@ class Policy:
         mx = self._mx
         return mx.patterns() if isinstance(mx, _PatternKeys) else mx
 
+    def _mx_keys(self) -> tuple[str, ...]:
+        # str() of each mx pattern, in order, without building the patterns when
+        # the policy keeps only their keys (the Postfix answer and TLS-RPT mx-host).
+        mx = self._mx
+        return mx if isinstance(mx, _PatternKeys) else tuple([str(p) for p in mx])
+
     @property
     def lines(self) -> tuple[str, ...]:
         """The body's lines, terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``."""
