@@ -27,11 +27,9 @@ MAX_NAME = 253
 # (service labels such as _mta-sts, _25, _tcp).
 _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
 _LDH_UNDERSCORE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\Z")
-# A whole name already in normal form: lower-case letter-digit-hyphen labels of 1 to
-# 63 characters (RFC 1035 §2.3.4), no trailing dot.
-_NORMAL = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z"
-)
+# is_normal_name(): the characters of a name in normal form, and a label too long.
+_NORMAL_CHARS = re.compile(r"[a-z0-9.-]+\Z")
+_LONG_LABEL = re.compile(r"[^.]{64}")
 
 
 def is_normal_name(name: str, start: int = 0) -> bool:
@@ -53,10 +51,20 @@ def is_normal_name(name: str, start: int = 0) -> bool:
         1 to 63 characters, at most 253 characters in all, none of them
         starting ``xn--``, and no trailing dot.
     """
+    # RFC 1035 §2.3.4, RFC 5321 §4.1.2: the labels are non-empty, start and end
+    # with a letter or digit, and have at most 63 characters (a shorter name has
+    # no longer label). A match before ``start`` only makes the answer False.
+    size = len(name) - start
     return (
-        len(name) - start <= MAX_NAME
-        and _NORMAL.match(name, start) is not None
+        0 < size <= MAX_NAME
+        and _NORMAL_CHARS.match(name, start) is not None
+        and name[start] not in ".-"
+        and name[-1] not in ".-"
+        and ".." not in name
+        and ".-" not in name
+        and "-." not in name
         and "xn--" not in name
+        and (size <= MAX_LABEL or _LONG_LABEL.search(name, start) is None)
     )
 
 
