@@ -228,25 +228,23 @@ class Policy:
 
     Attributes:
         mode: The policy mode.
-        mx: The MX patterns in policy order (STS-POL-07); empty only for
-            :attr:`Mode.NONE`.
         max_age: ``max_age`` as written (STS-POL-04); see
             :attr:`effective_max_age` for the cache lifetime.
         extensions: Unknown fields as ``(key, value)`` pairs in order, the
             first occurrence of each key only (STS-POL-10, STS-POL-12).
         text: The body as received, decoded from UTF-8. For a policy built
             in code, :meth:`to_text`.
-        lines: The body's lines with terminators stripped (STS-POL-19):
-            the TLS-RPT ``policy-string``.
         lenient: Whether the body only parsed thanks to lenient mode (AMB-01).
 
-    Memory (a cache holds one policy per domain): :attr:`mx` and :attr:`lines`
-    are read-only properties. A policy whose lines are its text split at the
-    terminators (every strictly parsed one) keeps only the text and splits it
-    on each read of :attr:`lines`; a policy whose patterns are written in
-    canonical form (lower-case, no duplicates, at most four: nearly all) keeps
-    only their matching keys and builds :attr:`mx` from them on each read. The
-    values are the same either way; only identity (``p.mx is p.mx``) is not kept.
+    :attr:`mx` (the MX patterns) and :attr:`lines` (the body's lines) are
+    read-only properties, to save memory (a cache holds one policy per
+    domain). A policy whose lines are its text split at the terminators
+    (every strictly parsed one) keeps only the text and splits it on each
+    read of :attr:`lines`; a policy whose patterns are written in canonical
+    form (lower-case, no duplicates, at most four: nearly all) keeps only
+    their matching keys and builds :attr:`mx` from them on each read. The
+    values are the same either way; only identity (``p.mx is p.mx``) is not
+    kept.
     """
 
     mode: Mode = attrs.field(converter=Mode)
@@ -286,7 +284,11 @@ class Policy:
 
     @property
     def mx(self) -> tuple[MXPattern, ...]:
-        """The MX patterns in policy order (STS-POL-07); empty only for :attr:`Mode.NONE`."""
+        """
+        The MX patterns in policy order (STS-POL-07); empty only for :attr:`Mode.NONE`.
+
+        Each ``mx`` value as written is the pattern's :attr:`MXPattern.text`.
+        """
         mx = self._mx
         return mx.patterns() if isinstance(mx, _PatternKeys) else mx
 
@@ -298,7 +300,11 @@ class Policy:
 
     @property
     def lines(self) -> tuple[str, ...]:
-        """The body's lines, terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``."""
+        """
+        The body's lines with terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``.
+
+        For a lenient parse, the lines as lenient mode split them (AMB-01).
+        """
         lines = self._lines
         return _split_lines(self.text) if lines is None else lines
 

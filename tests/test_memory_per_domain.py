@@ -247,7 +247,11 @@ class TestPatternTable:
 
     def test_pattern_from_text_fast_path(self):
         pattern = MXPattern.from_text("*.example.net")
-        assert (pattern.host, pattern.wildcard, pattern.text) == ("example.net", True, "*.example.net")
+        assert (pattern.host, pattern.wildcard, pattern.text) == (
+            "example.net",
+            True,
+            "*.example.net",
+        )
         plain = MXPattern.from_text("mail.example.net")
         assert plain.host is plain.text
 
