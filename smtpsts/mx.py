@@ -296,7 +296,7 @@ def _pattern_key(pattern: MXPattern) -> str:
 
     Returns:
         ``pattern.host``, or ``"*." + pattern.host`` for a wildcard; the
-        pattern's own :attr:`~MXPattern.text` string when that is equal, so
+        pattern's own ``text`` string when that is equal, so
         that no second copy is kept.
     """
     text = pattern.text

@@ -287,7 +287,7 @@ class Policy:
         """
         The MX patterns in policy order (STS-POL-07); empty only for :attr:`Mode.NONE`.
 
-        Each ``mx`` value as written is the pattern's :attr:`MXPattern.text`.
+        Each ``mx`` value as written is the pattern's :attr:`smtpsts.mx.MXPattern.text`.
         """
         mx = self._mx
         return mx.patterns() if isinstance(mx, _PatternKeys) else mx
