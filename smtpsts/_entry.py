@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import attrs
 
-from ._names import to_alabel
+from ._names import is_normal_name, to_alabel
 from .exceptions import CacheEntryFormatError
 from .policy import Mode, Policy
 from .reasons import FALLBACK_SUFFIX, Failure
@@ -48,7 +48,9 @@ def _aware(_instance: object, attribute: attrs.Attribute[Any], value: datetime |
 
 
 def _check_domain(_instance: object, _attribute: object, value: str) -> None:
-    if to_alabel(value) != value:
+    # The usual name is checked in place: an entry's domain need not take a place
+    # in to_alabel's cache (memory per cached domain).
+    if not is_normal_name(value) and to_alabel(value) != value:
         raise ValueError(f"domain must be a lower-case A-label without trailing dot: {value!r}")
 
 

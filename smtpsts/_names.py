@@ -15,7 +15,7 @@ import idna
 
 from .exceptions import DomainNameError
 
-__all__ = ["MAX_LABEL", "MAX_NAME", "to_alabel", "to_ulabel"]
+__all__ = ["MAX_LABEL", "MAX_NAME", "is_normal_name", "to_alabel", "to_ulabel"]
 
 MAX_LABEL = 63
 """RFC 1035 §2.3.4: a label is at most 63 octets."""
@@ -27,6 +27,45 @@ MAX_NAME = 253
 # (service labels such as _mta-sts, _25, _tcp).
 _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
 _LDH_UNDERSCORE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\Z")
+# is_normal_name(): the characters of a name in normal form, and a label too long.
+_NORMAL_CHARS = re.compile(r"[a-z0-9.-]+\Z")
+_LONG_LABEL = re.compile(r"[^.]{64}")
+
+
+def is_normal_name(name: str, start: int = 0) -> bool:
+    """
+    Tell, without :func:`to_alabel`, whether a name is a host name already in normal form.
+
+    ``True`` means ``to_alabel(name[start:]) == name[start:]``: for the usual
+    ASCII name this avoids both the conversion and a place in its cache (which
+    is kept for names looked up again and again). ``False`` says nothing:
+    such a name may still be valid (an ``xn--`` label, upper case), so ask
+    :func:`to_alabel`.
+
+    Args:
+        name: The text.
+        start: Where the name starts in ``name`` (after a ``*.``, say).
+
+    Returns:
+        Whether ``name[start:]`` is lower-case letter-digit-hyphen labels of
+        1 to 63 characters, at most 253 characters in all, none of them
+        starting ``xn--``, and no trailing dot.
+    """
+    # RFC 1035 §2.3.4, RFC 5321 §4.1.2: the labels are non-empty, start and end
+    # with a letter or digit, and have at most 63 characters (a shorter name has
+    # no longer label). A match before ``start`` only makes the answer False.
+    size = len(name) - start
+    return (
+        0 < size <= MAX_NAME
+        and _NORMAL_CHARS.match(name, start) is not None
+        and name[start] not in ".-"
+        and name[-1] not in ".-"
+        and ".." not in name
+        and ".-" not in name
+        and "-." not in name
+        and "xn--" not in name
+        and (size <= MAX_LABEL or _LONG_LABEL.search(name, start) is None)
+    )
 
 
 def to_alabel(name: str | bytes, *, allow_underscore: bool = False) -> str:

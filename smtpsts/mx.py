@@ -17,7 +17,7 @@ from typing import Final, NoReturn
 import attrs
 
 from ._args import require_str
-from ._names import MAX_LABEL, MAX_NAME, to_alabel
+from ._names import MAX_LABEL, MAX_NAME, is_normal_name, to_alabel
 from .exceptions import DomainNameError, PolicySyntaxError
 
 __all__ = ["MXPattern", "MXPatternSet", "normalize_mx_host"]
@@ -141,6 +141,9 @@ class MXPattern:
         """
         # RFC 8461 §3.2: sts-policy-mx-value = ["*."] Domain
         require_str(text, "MXPattern.from_text()")
+        if _is_canonical(text):
+            # The usual case (STS-POL-08, STS-POL-23): valid, and already lower-case.
+            return cls._from_key(text)
         wildcard = text.startswith("*.")
         start = 2 if wildcard else 0
         name = text[start:]
@@ -196,6 +199,17 @@ class MXPattern:
         object.__setattr__(pattern, "text", text)
         return pattern
 
+    @classmethod
+    def _from_key(cls, key: str) -> MXPattern:
+        # The pattern whose text and canonical form are both ``key`` (see _is_canonical):
+        # a wildcard's host is ``key`` after its "*.", a plain pattern's is ``key`` itself.
+        pattern = object.__new__(cls)
+        wildcard = key[0] == "*"
+        object.__setattr__(pattern, "host", key[2:] if wildcard else key)
+        object.__setattr__(pattern, "wildcard", wildcard)
+        object.__setattr__(pattern, "text", key)
+        return pattern
+
     def __str__(self) -> str:
         return f"*.{self.host}" if self.wildcard else self.host
 
@@ -238,6 +252,14 @@ class MXPattern:
         return dot > 0 and name[dot + 1 :] == self.host and _wildcard_head_ok(name, dot)
 
 
+def _is_canonical(text: str) -> bool:
+    # Whether ``text`` is a valid mx value exactly as it would be stored: lower-case
+    # A-labels, an optional "*." and no trailing dot, so that the pattern's text, its
+    # str() and its matching key are all ``text`` itself. (With no "xn--" label,
+    # to_alabel() would return the name unchanged: it need not be asked.)
+    return is_normal_name(text, 2 if text.startswith("*.") else 0)
+
+
 def _to_patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
     return tuple(value)
 
@@ -245,11 +267,104 @@ def _to_patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
 _SMALL_SET: Final = 4
 
 
-def _lookup_set(hosts: Iterable[str]) -> Collection[str]:
-    # A policy names one to a few hosts: a short tuple is searched as fast as a
-    # frozenset and takes a quarter of its memory (one per cached policy).
-    items = tuple(dict.fromkeys(hosts))
-    return items if len(items) <= _SMALL_SET else frozenset(items)
+class _PatternKeys(tuple[str, ...]):
+    """
+    The matching keys of MX patterns that can be rebuilt from their keys alone.
+
+    A key is a pattern's canonical text: the host for a plain pattern,
+    ``*.`` plus the host for a wildcard. A tuple of this type holds the keys of
+    patterns, in order, whose text as written is that canonical text, without
+    duplicates, and at most four of them (nearly every policy): such patterns
+    are fully described by their keys, so a policy keeps only this tuple, both
+    to match with and to give :attr:`smtpsts.Policy.mx` back on demand.
+    Internal: not exported.
+    """
+
+    __slots__ = ()
+
+    def patterns(self) -> tuple[MXPattern, ...]:
+        """The patterns these keys stand for, in order."""
+        return tuple([MXPattern._from_key(key) for key in self])  # noqa: SLF001
+
+
+def _pattern_key(pattern: MXPattern) -> str:
+    """
+    The key ``_table_matches`` looks a pattern up by (see ``_PatternKeys``).
+
+    Args:
+        pattern: The pattern.
+
+    Returns:
+        ``pattern.host``, or ``"*." + pattern.host`` for a wildcard; the
+        pattern's own ``text`` string when that is equal, so
+        that no second copy is kept.
+    """
+    text = pattern.text
+    if not pattern.wildcard:
+        return text if text == pattern.host else pattern.host
+    key = f"*.{pattern.host}"
+    return text if text == key else key
+
+
+def _compact_patterns(
+    patterns: tuple[MXPattern, ...],
+) -> tuple[tuple[MXPattern, ...] | _PatternKeys, Collection[str]]:
+    """
+    The smallest faithful form of a pattern list, and the lookup table to match with.
+
+    Args:
+        patterns: The patterns, in policy order.
+
+    Returns:
+        ``(kept, table)``: ``kept`` is a ``_PatternKeys`` when the
+        patterns can be rebuilt from their keys (then ``table`` is that same
+        object), else ``patterns`` itself; ``table`` holds every key once, a
+        tuple when there are at most four (searched as fast as a frozenset, in
+        a quarter of its memory), else a frozenset.
+    """
+    keys = [_pattern_key(p) for p in patterns]
+    unique = tuple(dict.fromkeys(keys))
+    if len(unique) > _SMALL_SET:
+        return patterns, frozenset(unique)
+    if len(unique) == len(keys) and all(
+        p.text is key for p, key in zip(patterns, keys, strict=True)
+    ):
+        table = _PatternKeys(unique)
+        return table, table
+    return patterns, unique
+
+
+def _table_matches(table: Collection[str], host: str) -> bool:
+    """
+    Tell whether an MX host name matches the patterns behind a lookup table (RFC 8461 §4.1).
+
+    Args:
+        table: The keys of the patterns (see ``_pattern_key``).
+        host: The MX target name, a ``str``: any case, with or without one
+            trailing dot, U-labels or A-labels.
+
+    Returns:
+        Whether any pattern matches (STS-MX-01, STS-MX-09); ``False`` for a
+        malformed name.
+    """
+    # Fast path for ASCII names (the usual case): lower-case, drop one root dot.
+    if host.isascii():
+        name = host.lower().removesuffix(".")
+    else:
+        converted = normalize_mx_host(host)
+        if converted is None:
+            return False
+        name = converted
+    if name in table:
+        # RFC 8461 §4.1 (STS-MX-02): an identical name. Only wildcard keys start
+        # with '*', and a name with a '*' is malformed: it matches nothing.
+        return name[0] != "*"
+    # RFC 8461 §4.1 (STS-MX-03): "*.example.com" matches "mail.example.com",
+    # not "example.com" nor "foo.bar.example.com".
+    dot = name.find(".")
+    if dot <= 0 or "*" + name[dot:] not in table:
+        return False
+    return _wildcard_head_ok(name, dot)
 
 
 @attrs.frozen
@@ -265,16 +380,11 @@ class MXPatternSet:
     """
 
     patterns: tuple[MXPattern, ...] = attrs.field(converter=_to_patterns)
-    _exact: Collection[str] = attrs.field(init=False, eq=False, repr=False)
-    _suffixes: Collection[str] = attrs.field(init=False, eq=False, repr=False)
+    _table: Collection[str] = attrs.field(init=False, eq=False, repr=False)
 
-    @_exact.default
-    def _default_exact(self) -> Collection[str]:
-        return _lookup_set(p.host for p in self.patterns if not p.wildcard)
-
-    @_suffixes.default
-    def _default_suffixes(self) -> Collection[str]:
-        return _lookup_set(p.host for p in self.patterns if p.wildcard)
+    @_table.default
+    def _default_table(self) -> Collection[str]:
+        return _compact_patterns(self.patterns)[1]
 
     def matches(self, host: str) -> bool:
         """
@@ -292,17 +402,4 @@ class MXPatternSet:
             TypeError: *host* is not a ``str``.
         """
         require_str(host, "MXPatternSet.matches()")
-        # Fast path for ASCII names (the usual case): lower-case, drop one root dot.
-        if host.isascii():
-            name = host.lower().removesuffix(".")
-        else:
-            converted = normalize_mx_host(host)
-            if converted is None:
-                return False
-            name = converted
-        if name in self._exact:
-            return True
-        dot = name.find(".")
-        if dot <= 0 or name[dot + 1 :] not in self._suffixes:
-            return False
-        return _wildcard_head_ok(name, dot)
+        return _table_matches(self._table, host)

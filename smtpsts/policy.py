@@ -31,14 +31,21 @@ import enum
 import functools
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from typing import cast
 
 import attrs
 
 from ._args import require_str, require_text
 from ._names import to_alabel
 from .exceptions import PolicySyntaxError
-from .mx import MXPattern, MXPatternSet
+from .mx import (
+    MXPattern,
+    _compact_patterns,
+    _is_canonical,
+    _PatternKeys,
+    _table_matches,
+)
 
 __all__ = [
     "MAX_AGE_LIMIT",
@@ -164,8 +171,11 @@ def _check_extensions(
             raise ValueError(f"extension {key!r}: {problem[0]}")
 
 
-def _to_patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
+def _to_patterns(value: Iterable[MXPattern] | _PatternKeys) -> tuple[MXPattern, ...]:
     # A converter, not a validator: the matcher is built from it before validators run.
+    if isinstance(value, _PatternKeys):
+        # What a policy keeps for mx (attrs.evolve passes it back in).
+        return value.patterns()
     patterns = tuple(value)
     for item in patterns:
         if not isinstance(item, MXPattern):
@@ -173,8 +183,31 @@ def _to_patterns(value: Iterable[MXPattern]) -> tuple[MXPattern, ...]:
     return patterns
 
 
-def _to_lines(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+def _to_lines(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _split_lines(text: str) -> tuple[str, ...]:
+    # RFC 8461 §3.2 (STS-POL-18): the lines of a strictly valid body, terminators
+    # (CRLF or LF, the last one optional) stripped. The version, mode and max_age
+    # lines repeat across policies: one copy of each serves every policy that asks
+    # (sys.intern), the mx lines are the policy's own.
+    return tuple(
+        [
+            line if line.startswith("mx:") else sys.intern(line)
+            for line in text.replace("\r\n", "\n").removesuffix("\n").split("\n")
+        ]
+    )
+
+
+def _mx_eq_key(value: tuple[MXPattern, ...] | _PatternKeys) -> tuple[object, ...]:
+    # Policy equality compares the mx patterns, however the policy keeps them.
+    return value.patterns() if isinstance(value, _PatternKeys) else value
+
+
+# RFC 8461 §3.2 max_age values that most policies use (one day, one and two weeks,
+# 30 days, one year): one int object each serves every cached policy.
+_COMMON_MAX_AGE = {str(n): n for n in (86400, 604800, 1209600, 2592000, 31536000, 31557600)}
 
 
 def _to_extensions(value: object) -> tuple[tuple[str, str], ...]:
@@ -182,7 +215,7 @@ def _to_extensions(value: object) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in items)  # type: ignore[attr-defined]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Policy:
     """
     A parsed MTA-STS policy (RFC 8461 §3.2).
@@ -195,46 +228,91 @@ class Policy:
 
     Attributes:
         mode: The policy mode.
-        mx: The MX patterns in policy order (STS-POL-07); empty only for
-            :attr:`Mode.NONE`.
         max_age: ``max_age`` as written (STS-POL-04); see
             :attr:`effective_max_age` for the cache lifetime.
         extensions: Unknown fields as ``(key, value)`` pairs in order, the
             first occurrence of each key only (STS-POL-10, STS-POL-12).
         text: The body as received, decoded from UTF-8. For a policy built
             in code, :meth:`to_text`.
-        lines: The body's lines with terminators stripped (STS-POL-19):
-            the TLS-RPT ``policy-string``.
         lenient: Whether the body only parsed thanks to lenient mode (AMB-01).
+
+    :attr:`mx` (the MX patterns) and :attr:`lines` (the body's lines) are
+    read-only properties, to save memory (a cache holds one policy per
+    domain). A policy whose lines are its text split at the terminators
+    (every strictly parsed one) keeps only the text and splits it on each
+    read of :attr:`lines`; a policy whose patterns are written in canonical
+    form (lower-case, no duplicates, at most four: nearly all) keeps only
+    their matching keys and builds :attr:`mx` from them on each read. The
+    values are the same either way; only identity (``p.mx is p.mx``) is not
+    kept.
     """
 
     mode: Mode = attrs.field(converter=Mode)
-    mx: tuple[MXPattern, ...] = attrs.field(default=(), converter=_to_patterns)
+    # The init parameters are "mx" and "lines" (attrs drops the underscore); the
+    # public names are the properties below.
+    _mx: tuple[MXPattern, ...] | _PatternKeys = attrs.field(
+        default=(), converter=_to_patterns, eq=_mx_eq_key, repr=False
+    )
     max_age: int = attrs.field(validator=_check_max_age)
     extensions: tuple[tuple[str, str], ...] = attrs.field(
         default=(), converter=_to_extensions, validator=_check_extensions
     )
     text: str = attrs.field(eq=False, repr=False)
-    lines: tuple[str, ...] = attrs.field(eq=False, repr=False, converter=_to_lines)
+    # None: the lines are _split_lines(text).
+    _lines: tuple[str, ...] | None = attrs.field(
+        default=None, eq=False, repr=False, converter=_to_lines
+    )
     lenient: bool = attrs.field(default=False, eq=False)
-    _matcher: MXPatternSet = attrs.field(init=False, eq=False, repr=False)
+    # The matching keys of the mx patterns (mx._table_matches).
+    _matcher: Collection[str] = attrs.field(init=False, eq=False, repr=False)
 
     @text.default
     def _default_text(self) -> str:
         return self.to_text()
 
-    @lines.default
-    def _default_lines(self) -> tuple[str, ...]:
-        return tuple(_TERMS_STRICT.sub("\n", self.text).removesuffix("\n").split("\n"))
-
-    @_matcher.default
-    def _default_matcher(self) -> MXPatternSet:
-        return MXPatternSet(self.mx)
-
     def __attrs_post_init__(self) -> None:
+        # The converter made it a tuple of patterns; keep it in its smallest form.
+        mx = cast("tuple[MXPattern, ...]", self._mx)
         # RFC 8461 §3.2 (STS-POL-06): "mx" is required unless the mode is "none".
-        if self.mode is not Mode.NONE and not self.mx:
+        if self.mode is not Mode.NONE and not mx:
             raise ValueError(f"a {self.mode.value!r} policy needs at least one mx pattern")
+        kept, table = _compact_patterns(mx)
+        object.__setattr__(self, "_mx", kept)
+        object.__setattr__(self, "_matcher", table)
+        if self._lines is not None and self._lines == _split_lines(self.text):
+            object.__setattr__(self, "_lines", None)
+
+    @property
+    def mx(self) -> tuple[MXPattern, ...]:
+        """
+        The MX patterns in policy order (STS-POL-07); empty only for :attr:`Mode.NONE`.
+
+        Each ``mx`` value as written is the pattern's :attr:`smtpsts.mx.MXPattern.text`.
+        """
+        mx = self._mx
+        return mx.patterns() if isinstance(mx, _PatternKeys) else mx
+
+    def _mx_keys(self) -> tuple[str, ...]:
+        # str() of each mx pattern, in order, without building the patterns when
+        # the policy keeps only their keys (the Postfix answer and TLS-RPT mx-host).
+        mx = self._mx
+        return mx if isinstance(mx, _PatternKeys) else tuple([str(p) for p in mx])
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """
+        The body's lines with terminators stripped (STS-POL-19): the TLS-RPT ``policy-string``.
+
+        For a lenient parse, the lines as lenient mode split them (AMB-01).
+        """
+        lines = self._lines
+        return _split_lines(self.text) if lines is None else lines
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(mode={self.mode!r}, mx={self.mx!r}, "
+            f"max_age={self.max_age!r}, extensions={self.extensions!r}, lenient={self.lenient!r})"
+        )
 
     @property
     def effective_max_age(self) -> int:
@@ -288,23 +366,23 @@ class Policy:
         cls,
         *,
         mode: Mode,
-        mx: tuple[MXPattern, ...],
-        matcher: MXPatternSet,
+        mx: tuple[MXPattern, ...] | _PatternKeys,
+        matcher: Collection[str],
         max_age: int,
         extensions: tuple[tuple[str, str], ...],
         text: str,
-        lines: tuple[str, ...],
     ) -> Policy:
         # The constructor of _parse_valid(), for values it has already proven
         # (STS-POL-02..13): the same fields as __init__ sets, without the converters,
-        # validators and checks that would only prove them again.
+        # validators and checks that would only prove them again. A strictly valid
+        # body's lines are its text split at the terminators: none are kept.
         policy = object.__new__(cls)
         object.__setattr__(policy, "mode", mode)
-        object.__setattr__(policy, "mx", mx)
+        object.__setattr__(policy, "_mx", mx)
         object.__setattr__(policy, "max_age", max_age)
         object.__setattr__(policy, "extensions", extensions)
         object.__setattr__(policy, "text", text)
-        object.__setattr__(policy, "lines", lines)
+        object.__setattr__(policy, "_lines", None)
         object.__setattr__(policy, "lenient", False)
         object.__setattr__(policy, "_matcher", matcher)
         return policy
@@ -342,7 +420,7 @@ class Policy:
             TypeError: *mx_host* is not a ``str`` (decode bytes first).
         """
         require_str(mx_host, "Policy.matches()")
-        return self._matcher.matches(mx_host)
+        return _table_matches(self._matcher, mx_host)
 
 
 @attrs.frozen
@@ -432,10 +510,20 @@ def _decode(text: str | bytes) -> tuple[str | None, PolicySyntaxError | None]:
     return body, None
 
 
-def _parse_mx_values(values: tuple[str, ...]) -> tuple[tuple[MXPattern, ...], MXPatternSet]:
-    # The fast path's mx step (STS-POL-07, STS-POL-08): the patterns and their matcher.
-    patterns = tuple([MXPattern.from_text(value) for value in values])
-    return patterns, MXPatternSet(patterns)
+def _parse_mx_values(
+    values: tuple[str, ...],
+) -> tuple[tuple[MXPattern, ...] | _PatternKeys, Collection[str]]:
+    # The fast path's mx step (STS-POL-07, STS-POL-08): what the policy keeps for mx,
+    # and the matching table (mx._compact_patterns). Usually every value is already
+    # canonical and the values themselves are both, with no MXPattern built.
+    if (
+        len(values) <= _SMALL_MX
+        and all(_is_canonical(value) for value in values)
+        and len(set(values)) == len(values)
+    ):
+        keys = _PatternKeys(values)
+        return keys, keys
+    return _compact_patterns(tuple([MXPattern.from_text(value) for value in values]))
 
 
 # The same step, remembered per list of values: hosted mail puts the same list in
@@ -445,6 +533,8 @@ def _parse_mx_values(values: tuple[str, ...]) -> tuple[tuple[MXPattern, ...], MX
 # only short lists (policies name one to a few MX hosts), so the cache stays small.
 _parse_mx_values_cached = functools.lru_cache(maxsize=256)(_parse_mx_values)
 _MAX_CACHED_MX = 16
+# At most this many patterns are kept as a tuple of keys (mx._SMALL_SET).
+_SMALL_MX = 4
 
 
 def _parse_valid(body: str) -> Policy | None:
@@ -495,12 +585,9 @@ def _parse_valid(body: str) -> Policy | None:
         mode=mode,
         mx=mx,
         matcher=matcher,
-        max_age=int(max_age_value),
+        max_age=_COMMON_MAX_AGE.get(max_age_value) or int(max_age_value),
         extensions=tuple(extensions.items()),
         text=body,
-        # The version, mode and max_age lines repeat across policies: one copy
-        # of each serves every cached policy (sys.intern), saving memory per entry.
-        lines=tuple([line if key == "mx" else sys.intern(line) for line, key, _ in found]),
     )
 
 

@@ -304,8 +304,7 @@ def match_patterns(policy: Policy) -> tuple[str, ...]:
         The patterns.
     """
     seen: dict[str, None] = {}
-    for pattern in policy.mx:
-        text = str(pattern)
+    for text in policy._mx_keys():  # noqa: SLF001 -- str() of each pattern
         seen.setdefault(text[1:] if text.startswith("*.") else text, None)
     return tuple(seen)
 
@@ -334,7 +333,7 @@ def tlsrpt_attributes(domain: str, policy: Policy) -> tuple[str, ...]:
         The attributes, in order.
     """
     attributes = ["policy_type=sts", f"policy_domain={domain}"]
-    attributes += [f"mx_host_pattern={pattern}" for pattern in policy.mx]
+    attributes += [f"mx_host_pattern={pattern}" for pattern in policy._mx_keys()]  # noqa: SLF001
     attributes += [
         f"{{ policy_string = {line} }}"
         for line in policy.lines

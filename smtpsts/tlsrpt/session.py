@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from smtpsts._names import to_alabel
+from smtpsts._names import is_normal_name, to_alabel
 from smtpsts._vocab import PolicyType, ResultType
 from smtpsts.exceptions import DomainNameError, UsageError
 
@@ -39,7 +39,10 @@ def _domain(value: str) -> str:
 def _pattern(value: str) -> str:
     # RFC 8460 §4.4 + erratum 6241 (RPT-JSON-12): mx-host holds the policy's
     # mx patterns as A-labels; a wildcard keeps its "*." prefix.
-    if value.startswith("*."):
+    wildcard = value.startswith("*.")
+    if is_normal_name(value, 2 if wildcard else 0):
+        return value  # already in that form (and shared with the policy's own copy)
+    if wildcard:
         return "*." + to_alabel(value[2:])
     return to_alabel(value)
 
@@ -186,7 +189,7 @@ class PolicyInfo:
             PolicyType.STS,
             domain,
             policy.lines,
-            tuple(f"*.{p.host}" if p.wildcard else p.host for p in policy.mx),
+            policy._mx_keys(),  # noqa: SLF001 -- each pattern's str(): "*.host" or host
         )
 
     @classmethod
