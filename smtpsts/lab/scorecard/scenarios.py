@@ -210,7 +210,7 @@ def _dane(label: str, record: str, *, sts: str = "", bogus: bool = False) -> Ste
             return
         text = {
             "ee": lambda: world.tlsa_ee(host, label),
-            "ee-other": lambda: world.tlsa_ee(host, "good"),
+            "ee-other": lambda: world.tlsa_ee(host, "wrong"),
             "ta": lambda: world.tlsa_ta(world.private_ca),
             "ta-other": lambda: world.tlsa_ta(world.ca),
         }[record]()
@@ -252,7 +252,8 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     S("dane-ta-match", "none: TLSA 2 1 1 of a private CA that issued the MX certificate", ("tls:mx",), "RFC 7672 §3.1.2: DANE-TA", _dane("private-ca", "ta"), dane=True),
     S("dane-ta-mismatch", "the TLSA 2 1 1 names another CA", ("defer",), "RFC 7672 §3.1.2, §2.2", _dane("private-ca", "ta-other"), dane=True),
     S("dane-bogus", "the TLSA answer is bogus (the validating resolver answers SERVFAIL)", ("defer",), "RFC 7672 §2.1.1: a failed TLSA lookup under a signed zone defers", _dane("self", "ee", bogus=True), dane=True),
-    S("dane-vs-sts", "DANE-EE pins a self-signed certificate that MTA-STS enforce would refuse", ("tls:mx",), "RFC 8461 §2: DANE takes precedence over MTA-STS", _dane("self", "ee", sts="enforce"), dane=True),
+    S("dane-fails-sts-passes", "the TLSA 3 1 1 pins another key; the MX certificate passes MTA-STS enforce", ("defer",), "RFC 8461 §2: MTA-STS MUST NOT override a failing DANE validation", _dane("good", "ee-other", sts="enforce"), dane=True),
+    S("dane-passes-sts-fails", "DANE-EE pins a self-signed certificate that MTA-STS enforce refuses", ("tls:mx", "defer"), "RFC 8461 §2 and RFC 7672 are silent; either is allowed (smtpsts: both must pass by default, DANE-50/AMB-11)", _dane("self", "ee", sts="enforce"), dane=True),
 )
 """Every scenario, in table order."""
 

@@ -15,8 +15,11 @@ import contextlib
 import hashlib
 import socket
 import socketserver
+import ssl
 import struct
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Self
 
 import attrs
@@ -232,6 +235,37 @@ class World:
             }[label]()
         return self._certs[key]
 
+    def context(self, host: str, label: str) -> ssl.SSLContext:
+        """
+        A server context presenting the certificate ``label`` of ``host``.
+
+        ``private-ca`` certificates come with the private CA's root in the
+        chain, as DANE-TA(2) requires (RFC 7672 §3.1.2: the trust anchor
+        is in the server's chain unless the TLSA record holds it whole).
+
+        Args:
+            host: The MX host.
+            label: The certificate.
+
+        Returns:
+            The context.
+        """
+        issued = self.certificate(host, label)
+        if label != "private-ca":
+            return server_context(issued)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        pem = issued.cert.public_bytes(serialization.Encoding.PEM) + self.private_ca.pem()
+        key = issued.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        with tempfile.TemporaryDirectory() as name:
+            (Path(name) / "chain.pem").write_bytes(pem)
+            (Path(name) / "key.pem").write_bytes(key)
+            context.load_cert_chain(Path(name) / "chain.pem", Path(name) / "key.pem")
+        return context
+
     def tlsa_ee(self, host: str, label: str) -> str:
         """
         A ``3 1 1`` TLSA record for the certificate ``label`` of ``host``.
@@ -270,7 +304,9 @@ class World:
         if len(self.mx_hosts) >= _MAX_HOSTS:
             raise ValueError(f"at most {_MAX_HOSTS} MX hosts in one world")
         address = f"127.0.1.{len(self.mx_hosts) + 1}"
-        server = _MX(host, address, self.certificate(host, label), label).start()
+        server = _MX(host, address, self.certificate(host, label), label)
+        server.context = self.context(host, label)
+        server.start()
         self.mx_hosts[host] = server
         self.dns.set(host, "A", address)
 
@@ -318,7 +354,7 @@ class World:
             label: The certificate.
         """
         server = self.mx_hosts[host]
-        server.context = server_context(self.certificate(host, label))
+        server.context = self.context(host, label)
         server.label = label
 
     def block_txt(self, domain: str, how: str = "nxdomain") -> None:
