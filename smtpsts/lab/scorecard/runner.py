@@ -19,6 +19,7 @@ missing).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -250,6 +251,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", metavar="FILE", help="write the scorecard as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the scorecard as markdown")
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="keep each column's files (MTA logs, queues, caches) here instead of a "
+        "temporary directory that is removed",
+    )
     return parser
 
 
@@ -266,8 +273,12 @@ def _columns(text: str) -> list[str]:
 
 
 def _inside(args: argparse.Namespace, columns: list[str]) -> int:
-    with tempfile.TemporaryDirectory(prefix="smtpsts-scorecard-") as name:
-        tmp = Path(name)
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            tmp = Path(args.workdir).absolute()
+            tmp.mkdir(parents=True, exist_ok=True)
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smtpsts-sc-")))
         os.chmod(tmp, 0o755)  # noqa: PTH101 -- Postfix's daemons read below it
         _prepare_namespace(tmp)
         card = run_inside(columns, tmp, sys.stderr)
