@@ -56,12 +56,12 @@ from smtpsts.certs import TrustStore
 from smtpsts.decision import Deliver, DeliverAndReport, MXHost, Precedence
 from smtpsts.delivery import SMTP_PORT, Attempt, DeliveryStatus
 from smtpsts.exceptions import LocalFaultError
-from smtpsts.policy import Mode
 from smtpsts.io._deliver_sessions import AsyncioSessions, BlockingSessions, SessionSettings
 from smtpsts.io._drive import adrive, drive
 from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSNotFound, DNSResolver
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSSECResolver, DNSStatus, TLSALookup
 from smtpsts.io.drivers import PolicyResolver
+from smtpsts.policy import Mode
 from smtpsts.tlsrpt.session import SessionResult
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,6 @@ from smtpsts.lab.servers import (
     SMTPServer,
     _recv_exact,
     _serve,
-    _stop,
     _TLSServer,
     server_context,
 )
