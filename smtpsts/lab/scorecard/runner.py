@@ -281,6 +281,12 @@ def _inside(args: argparse.Namespace, columns: list[str]) -> int:
         if args.workdir:
             tmp = Path(args.workdir).absolute()
             tmp.mkdir(parents=True, exist_ok=True)
+            closed = [p for p in tmp.parents if not p.stat().st_mode & 0o001]
+            if closed:
+                raise RuntimeError(
+                    f"--workdir {tmp}: {closed[-1]} is closed to other users (Postfix's "
+                    "unprivileged daemons work below it); choose another directory"
+                )
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smtpsts-sc-")))
         tmp.chmod(0o755)  # noqa: S103 -- Postfix's unprivileged daemons read below it
