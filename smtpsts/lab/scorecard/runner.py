@@ -154,6 +154,13 @@ def _cell(card: Scorecard, scenario: str, column: str) -> Cell | None:
     return None
 
 
+def _md(text: str) -> str:
+    # Table cells: no HTML, no emphasis, no column breaks.
+    for char, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("*", "\\*"), ("|", "\\|")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def markdown(card: Scorecard) -> str:
     """
     The scorecard as a markdown table, with each scenario's attack and RFC rule.
@@ -172,7 +179,9 @@ def markdown(card: Scorecard) -> str:
     for s in data["scenarios"]:
         cells = " | ".join(_cell_text(_cell(card, s["name"], c)) for c in card.columns)
         required = " or ".join(s["required"])
-        lines.append(f"| `{s['name']}` | {s['attack']} | {required}: {s['rule']} | {cells} |")
+        lines.append(
+            f"| `{s['name']}` | {_md(s['attack'])} | {_md(required)}: {_md(s['rule'])} | {cells} |"
+        )
     failed = sum(not c.passed for c in card.cells)
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in card.seconds.items())
     lines.append("")
@@ -289,7 +298,7 @@ def _inside(args: argparse.Namespace, columns: list[str]) -> int:
                 )
         else:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smtpsts-sc-")))
-        tmp.chmod(0o755)  # noqa: S103 -- Postfix's unprivileged daemons read below it
+        tmp.chmod(0o755)  # Postfix's unprivileged daemons work below it
         _prepare_namespace(tmp)
         card = run_inside(columns, tmp, sys.stderr)
     text = json.dumps(card.as_json(), indent=2) + "\n"
