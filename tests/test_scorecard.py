@@ -230,3 +230,14 @@ def test_cli_unknown_column(tmp_path: Path) -> None:
     )
     assert 2 == done.returncode
     assert "unknown column nope" in done.stderr
+
+
+def test_docs_table_lists_every_scenario() -> None:
+    """docs/scorecard.md shows a row for every scenario and every open bug."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "scorecard.md").read_text()
+    for s in SCENARIOS:
+        assert f"| `{s.name}` |" in text, s.name
+    bugs = text.split("### The FAILs are smtpsts bugs", 1)[1].split("\n## ", 1)[0]
+    for column, scenario in OPEN_BUGS:
+        assert f"`{column}`" in bugs
+        assert f"`{scenario}`" in bugs
