@@ -2,7 +2,8 @@
 The scorecard runner: a private network namespace, the columns, the table.
 
 ``python -m smtpsts.lab.scorecard.runner`` (or ``smtpsts lab --scorecard``)
-re-executes itself under ``unshare --net --mount`` (root only): inside,
+re-executes itself under ``unshare --net --mount --pid`` (root only; the
+PID namespace ends every process the run started when it ends): inside,
 ``lo`` is brought up, ``/etc/resolv.conf`` is bind-mounted to one naming
 ``127.0.0.1`` (the world's DNS server, for MTAs that use the system
 resolver), and each column runs every scenario in a fresh
@@ -347,6 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--mount",
         "--propagation",
         "private",
+        # A PID namespace too: when the run ends (or is killed at its
+        # deadline), the kernel ends every MTA process it started.
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
         "--",
         sys.executable,
         "-m",
