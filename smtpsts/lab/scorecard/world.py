@@ -18,9 +18,8 @@ import socketserver
 import ssl
 import struct
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import attrs
 from cryptography.hazmat.primitives import serialization
@@ -184,7 +183,6 @@ class World:
         self.https = _HTTPS(self.ca)
         self.mx_hosts: dict[str, _MX] = {}
         self._certs: dict[tuple[str, str], Issued] = {}
-        self._lock = threading.Lock()
 
     def start(self) -> Self:
         """
@@ -397,12 +395,3 @@ class World:
             for a in list(mx.arrivals)
             if any(_address(r) == rcpt.lower() for r in a.rcpts)
         ]
-
-    def describe(self) -> dict[str, Any]:
-        """
-        The MX hosts and their addresses (for the JSON output).
-
-        Returns:
-            ``{host: address}``.
-        """
-        return {h: m.address for h, m in self.mx_hosts.items()}
