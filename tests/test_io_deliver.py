@@ -562,17 +562,40 @@ STARVED = LocalResourceError("policy store: [Errno 24] Too many open files", err
         ("new", DeliveryStatus.CONNECTED, "connected to mx.enforce.example"),
         ("same", DeliveryStatus.DEFER, "no MX host matches the enforced MTA-STS policy"),
         ("fault", DeliveryStatus.DEFER, "no MX host matches the enforced MTA-STS policy"),
+        ("withdrawn", DeliveryStatus.CONNECTED, "connected to mx.enforce.example"),
+        ("nothing", DeliveryStatus.DEFER, "no MX host matches the enforced MTA-STS policy"),
     ],
 )
 def test_recheck_after_cached_deferral(
     lab: Lab, kind: str, fresh: str, status: DeliveryStatus, reason: str
 ) -> None:
-    """Issue 10, RFC 8461 §3.1: a cached policy that defers is checked again; only a new policy is walked."""
+    """
+    Issue 10, RFC 8461 §3.1, §8.3: a cached policy that defers is checked again.
+
+    Only a new policy (or a validated ``mode: none`` withdrawal) is walked.
+    """
     cached = _enforce("1", "old.example.net", PolicySource.CACHED)
     second = {
         "new": _enforce("2", "mx.enforce.example", PolicySource.FRESH),
         "same": cached,
         "fault": STARVED,
+        # RFC 8461 §8.3: a validated mode none (new id) withdraws the cached policy.
+        "withdrawn": PolicyOutcome(
+            "enforce.example",
+            None,
+            Mode.NONE,
+            PolicySource.FRESH,
+            PolicyInfo.no_policy_found("enforce.example"),
+            "2",
+        ),
+        # No policy at all (no id): never weaker than the cached one.
+        "nothing": PolicyOutcome(
+            "enforce.example",
+            None,
+            None,
+            PolicySource.FRESH,
+            PolicyInfo.no_policy_found("enforce.example"),
+        ),
     }[fresh]
     policies = _ScriptedPolicies(lab, cached, second)
     runner = _sync if kind == "sync" else _async

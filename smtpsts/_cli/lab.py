@@ -42,7 +42,30 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help=f"run only this scenario (repeatable): {', '.join(names)}",
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="print the results as JSON (or write them to FILE)",
+    )
+    parser.add_argument(
+        "--scorecard",
+        action="store_true",
+        help="instead: the MTA conformance scorecard (root; a private network namespace "
+        "where the lab attacks real MTAs; docs/scorecard.md)",
+    )
+    parser.add_argument(
+        "--mta",
+        metavar="NAME,...",
+        help="with --scorecard: the columns to run (default: all)",
+    )
+    parser.add_argument(
+        "--markdown", metavar="FILE", help="with --scorecard: write the table as markdown"
+    )
+    parser.add_argument(
+        "--workdir", metavar="DIR", help="with --scorecard: keep the MTAs' logs and queues here"
+    )
     parser.add_argument(
         "--keep-running",
         action="store_true",
@@ -76,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 when every scenario agrees, else 1.
     """
+    if args.scorecard:
+        return _scorecard(args)
     from smtpsts.lab.scenarios import SCENARIOS, Lab, run_one  # noqa: PLC0415
 
     chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
@@ -96,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
         failed = [o for o in outcomes if not o.agrees]
         if args.json:
+            out = sys.stdout if args.json == "-" else Path(args.json).open("w")  # noqa: SIM115
             json.dump(
                 {
                     "ok": not failed,
@@ -112,10 +138,12 @@ def run(args: argparse.Namespace) -> int:
                         for o in outcomes
                     ],
                 },
-                sys.stdout,
+                out,
                 indent=2,
             )
-            sys.stdout.write("\n")
+            out.write("\n")
+            if out is not sys.stdout:
+                out.close()
         else:
             rows = [
                 ("ok" if o.agrees else "FAIL", o.name, o.expected, o.got, o.why) for o in outcomes
@@ -130,6 +158,18 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_running:
             _keep_running(lab, args.state_dir)
     return 1 if failed else 0
+
+
+def _scorecard(args: argparse.Namespace) -> int:
+    from smtpsts.lab.scorecard.runner import main  # noqa: PLC0415
+
+    argv = [] if args.mta is None else ["--mta", args.mta]
+    for flag, value in (("--json", args.json), ("--markdown", args.markdown)):
+        if value is not None:
+            argv += [flag, value]
+    if args.workdir is not None:
+        argv += ["--workdir", args.workdir]
+    return main(argv)
 
 
 def _keep_running(lab: Any, directory: str | None) -> None:

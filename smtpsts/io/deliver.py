@@ -61,6 +61,7 @@ from smtpsts.io._drive import adrive, drive
 from smtpsts.io.dns import AsyncDNSResolver, DNSFailure, DNSNotFound, DNSResolver
 from smtpsts.io.dnssec import AsyncDNSSECResolver, DNSSECResolver, DNSStatus, TLSALookup
 from smtpsts.io.drivers import PolicyResolver
+from smtpsts.policy import Mode
 from smtpsts.tlsrpt.session import SessionResult
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def _conversation(name: str, options: _Options) -> Generator[Any, Any, dict[str,
             fresh = yield _ResolvePolicy()
         except LocalFaultError:
             return fields
-        if fresh.record_id != outcome.record_id and fresh.policy is not None:
+        if fresh.record_id != outcome.record_id and _replaces(fresh):
             try:
                 return (yield from _walk(name, fresh, options))
             except LocalFaultError as exc:
@@ -244,6 +245,12 @@ def _recheck_after(status: DeliveryStatus, outcome: PolicyOutcome) -> bool:
         and outcome.policy is not None
         and outcome.source is PolicySource.CACHED
     )
+
+
+def _replaces(fresh: PolicyOutcome) -> bool:
+    # A new policy, or a validated ``mode: none`` that withdraws the cached
+    # one (RFC 8461 §8.3, STS-CACHE-06); never the absence of an answer.
+    return fresh.policy is not None or fresh.mode is Mode.NONE
 
 
 def _log_connected(name: str, outcome: PolicyOutcome, result: delivery.WalkResult) -> None:
