@@ -249,6 +249,26 @@ def interop(session: nox.Session) -> None:
     session.log(f"wrote {out}; the committed page is docs/interop.md (regenerate: --out default)")
 
 
+@nox.session(python=PYTHON, default=False)
+def scorecard(session: nox.Session) -> None:
+    """The MTA conformance scorecard (root: a private network namespace; docs/scorecard.md).
+
+    Not run by default: tests/test_scorecard.py runs the same columns in the test sessions.
+    """
+    _ensure_services(session)
+    _install(session)
+    session.run(
+        "smtpsts",
+        "lab",
+        "--scorecard",
+        "--json",
+        "scorecard.json",
+        "--markdown",
+        "scorecard.md",
+        *session.posargs,
+    )
+
+
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
     """Build the sdist and wheel and check the wheel ships the vectors, py.typed and LICENSE."""
