@@ -71,6 +71,10 @@ def _ip(value: str | None) -> str | None:
         raise UsageError(f"not an IP address: {value!r}") from None
 
 
+# Trailing white space and dots in any order ("m ..", found by fuzzing): all of them go.
+_TRAILING = re.compile(r"[\s.]+\Z")
+
+
 def _host(value: str | None) -> str | None:
     if value is None or value == "":
         return None
@@ -81,8 +85,9 @@ def _host(value: str | None) -> str | None:
         # still what the session used: report it as seen, never fail here.
         # Every trailing dot goes, so the name reads back the same (issue 10 item 7),
         # and what is left is converted when it can be: "m\ufeff.." must not become
-        # "m\ufeff" here and "m" when read back (found by fuzzing).
-        stripped = str(value).strip().rstrip(".")
+        # "m\ufeff" here and "m" when read back, nor "m\ufffd .." become "m\ufffd " and
+        # then "m\ufffd" (both found by fuzzing).
+        stripped = _TRAILING.sub("", str(value).strip())
         try:
             return to_alabel(stripped) if stripped else None
         except DomainNameError:
