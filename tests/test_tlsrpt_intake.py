@@ -476,6 +476,39 @@ def test_serve_without_the_extra_names_the_fix(
     assert "pip install 'smtpsts[server]'\n" == capsys.readouterr().err.split(": ", 1)[1]
 
 
+def test_serve_metrics_usage_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad --metrics address, or --metrics without prometheus_client, is exit 2 and one line."""
+    import importlib.util
+
+    from smtpsts._cli import main
+
+    assert 2 == main(["tlsrpt", "serve", "--store", "x.db", "--metrics", "nowhere"])
+    assert "is not HOST:PORT" in capsys.readouterr().err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "prometheus_client" else real(name, *a),
+    )
+    assert 2 == main(["tlsrpt", "serve", "--store", "x.db", "--metrics", "127.0.0.1:0"])
+    assert "pip install 'smtpsts[metrics]'" in capsys.readouterr().err
+
+
+def test_intake_collector_counts_refusals() -> None:
+    """Every counter is exported, refusals by reason (issue 12 item 6)."""
+    from collections import Counter
+
+    from smtpsts.io.tlsrpt_intake import IntakeCollector, IntakeCounters
+
+    counters = IntakeCounters(accepted=2, refused=Counter({"gzip-bomb": 3, "not-json": 1}))
+    families = {f.name: f for f in IntakeCollector(counters).collect()}
+    refused = {s.labels["reason"]: s.value for s in families["smtpsts_intake_refused"].samples}
+    assert {"gzip-bomb": 3, "not-json": 1} == refused
+    assert 6 == len(families)
+
+
 def test_serve_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     """--cert without --key, a bad --rate and a bad --listen are usage errors."""
     from smtpsts._cli import main
@@ -518,11 +551,14 @@ def test_serve_runs_the_intake(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """
-    ``smtpsts tlsrpt serve`` serves TLS from --cert/--key into the SQLite store.
+    ``smtpsts tlsrpt serve`` serves TLS from --cert/--key into the SQLite store, with metrics.
 
     The command runs in a thread (uvicorn skips signal handlers there) and is
-    stopped as SIGTERM would; the report is in the store file after (issue 13).
+    stopped as SIGTERM would; the report is in the store file after (issue 13),
+    and the /metrics listener counted it (issue 12 item 6).
     """
+    import urllib.request
+
     from smtpsts._cli import main
     from smtpsts.stores.reports_sqlite import SQLiteReportStore
 
@@ -535,11 +571,15 @@ def test_serve_runs_the_intake(
         servers.append(self)
 
     monkeypatch.setattr(uvicorn.Server, "__init__", record)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    port, metrics_port = ports
     db = tmp_path / "reports.db"
     argv = ["tlsrpt", "serve", "--listen", f"127.0.0.1:{port}", "--store", str(db)]
+    argv += ["--metrics", f"127.0.0.1:{metrics_port}"]
     argv += ["--cert", str(cert), "--key", str(key), "--max-body", "100000", "--rate", "30/min"]
     status: list[int] = []
     thread = threading.Thread(target=lambda: status.append(main(argv)), daemon=True)
@@ -551,6 +591,10 @@ def test_serve_runs_the_intake(
     report = _samples()[0][1]
     srv = Server(None, None, {"127.0.0.1": port}, ctx)
     assert 201 == srv.post(gzip_report(report), GZIP, path="/")[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as scrape:
+        metrics = scrape.read().decode()
+    assert 'smtpsts_intake_reports_total{result="accepted"} 1.0' in metrics
+    assert "smtpsts_intake_rate_limited_total 0.0" in metrics
     servers[0].should_exit = True
     thread.join(10)
     assert [0] == status

@@ -12,6 +12,7 @@ extra.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import sys
 from typing import Any
@@ -102,6 +103,12 @@ def register_serve(tsub: Any) -> None:
         "--deadline", type=float, default=30.0, metavar="S", help="seconds for a request body"
     )
     p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the intake on http://HOST:PORT/metrics (needs"
+        " prometheus_client: the metrics extra)",
+    )
+    p.add_argument(
         "--dashboard",
         action="store_true",
         help="also serve the read-only dashboard at /dashboard (loopback only unless a"
@@ -115,6 +122,21 @@ def _serve(args: argparse.Namespace) -> int:
     if (args.cert is None) != (args.key is None):
         print("smtpsts tlsrpt serve: --cert and --key go together", file=sys.stderr)
         return 2
+    if args.metrics is not None:
+        from smtpsts.postfix.config import ConfigError, metrics_address  # noqa: PLC0415
+
+        try:
+            metrics_address("--metrics", args.metrics)
+        except ConfigError as e:
+            print(f"smtpsts tlsrpt serve: {e}", file=sys.stderr)
+            return 2
+        if importlib.util.find_spec("prometheus_client") is None:
+            print(
+                "smtpsts tlsrpt serve: --metrics needs prometheus_client:"
+                " pip install 'smtpsts[metrics]'",
+                file=sys.stderr,
+            )
+            return 2
     try:
         import uvicorn  # noqa: PLC0415 -- the optional extra
 
@@ -180,7 +202,24 @@ def _serve(args: argparse.Namespace) -> int:
             h11_max_incomplete_event_size=16 * 1024,
             log_config=None,
         )
-        uvicorn.Server(config).run()
+        stop_metrics = None
+        if args.metrics is not None:
+            from smtpsts.io.tlsrpt_intake import IntakeCollector  # noqa: PLC0415
+            from smtpsts.postfix.config import split_address  # noqa: PLC0415
+            from smtpsts.postfix.metrics import serve_collector  # noqa: PLC0415
+
+            where, stop_metrics = serve_collector(
+                *split_address(args.metrics), IntakeCollector(app.state.counters)
+            )
+            print(
+                f"smtpsts tlsrpt serve: metrics on http://{where[0]}:{where[1]}/metrics",
+                file=sys.stderr,
+            )
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
     finally:
         store.close()
     return 0

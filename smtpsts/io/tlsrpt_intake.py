@@ -43,7 +43,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -71,6 +71,7 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_HEAD_DEADLINE",
     "DEFAULT_PATHS",
+    "IntakeCollector",
     "IntakeCounters",
     "RateLimit",
     "TokenBuckets",
@@ -191,6 +192,48 @@ class IntakeCounters:
     method_not_allowed: int = 0
     store_errors: int = 0
     errors: int = 0
+
+
+class IntakeCollector:
+    """
+    A ``prometheus_client`` collector of :class:`IntakeCounters`, read at scrape time.
+
+    Args:
+        counters: The intake's counters (``app.state.counters``).
+    """
+
+    def __init__(self, counters: IntakeCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Any]:
+        """
+        The counters as metric families (the names in :class:`IntakeCounters`).
+
+        Yields:
+            ``CounterMetricFamily`` values.
+        """
+        from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415 -- the extra
+
+        c = self.counters
+        reports = CounterMetricFamily(
+            "smtpsts_intake_reports", "Reports received, by result.", labels=("result",)
+        )
+        reports.add_metric(("accepted",), c.accepted)
+        reports.add_metric(("duplicate",), c.duplicate)
+        yield reports
+        refused = CounterMetricFamily(
+            "smtpsts_intake_refused", "Bodies refused (quarantined), by reason.", labels=("reason",)
+        )
+        for reason, count in sorted(c.refused.items()):
+            refused.add_metric((reason,), count)
+        yield refused
+        for name, text, value in (
+            ("rate_limited", "Requests answered 429.", c.rate_limited),
+            ("method_not_allowed", "Requests answered 405.", c.method_not_allowed),
+            ("store_errors", "Requests answered 503: the store failed.", c.store_errors),
+            ("errors", "Requests answered 500.", c.errors),
+        ):
+            yield CounterMetricFamily(f"smtpsts_intake_{name}", text, value=value)
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

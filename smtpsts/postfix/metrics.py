@@ -47,7 +47,7 @@ from smtpsts.postfix.protocol import Answer, AnswerKind
 if TYPE_CHECKING:
     from smtpsts.postfix.server import PolicyServer
 
-__all__ = ["LATENCY_BUCKETS", "LookupMetrics", "answer_label", "start_metrics"]
+__all__ = ["LATENCY_BUCKETS", "LookupMetrics", "answer_label", "serve_collector", "start_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,31 @@ def start_metrics(host: str, port: int, server: PolicyServer) -> Callable[[], No
             ``metrics`` extra); the caller turns it into a usage error.
         OSError: The address cannot be listened on.
     """
+    address, stop = serve_collector(host, port, _Collector(server))
+    server.metrics_address = address
+    return stop
+
+
+def serve_collector(
+    host: str, port: int, collector: Any
+) -> tuple[tuple[str, int], Callable[[], None]]:
+    """
+    Serve one Prometheus collector on ``http://HOST:PORT/metrics`` from a daemon thread.
+
+    Shared by ``smtpsts postfix serve`` and ``smtpsts tlsrpt serve``.
+
+    Args:
+        host: The address to listen on.
+        port: The port (``0``: any free port).
+        collector: A ``prometheus_client`` collector (an object with ``collect()``).
+
+    Returns:
+        The bound ``(host, port)`` and a function that stops the listener.
+
+    Raises:
+        ModuleNotFoundError: ``prometheus_client`` is not installed.
+        OSError: The address cannot be listened on.
+    """
     from wsgiref.simple_server import (  # noqa: PLC0415
         WSGIRequestHandler,
         WSGIServer,
@@ -245,7 +270,7 @@ def start_metrics(host: str, port: int, server: PolicyServer) -> Callable[[], No
     from prometheus_client import CollectorRegistry, make_wsgi_app  # noqa: PLC0415
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(server))
+    registry.register(collector)
     app = make_wsgi_app(registry)
 
     class _Handler(WSGIRequestHandler):
@@ -260,7 +285,6 @@ def start_metrics(host: str, port: int, server: PolicyServer) -> Callable[[], No
     httpd = make_server(host, port, app, server_class=_Server, handler_class=_Handler)
     bound_host, bound_port = httpd.server_address[:2]
     address = (str(bound_host), int(bound_port))
-    server.metrics_address = address
     thread = threading.Thread(
         target=httpd.serve_forever,
         kwargs={"poll_interval": 0.5},
@@ -275,4 +299,4 @@ def start_metrics(host: str, port: int, server: PolicyServer) -> Callable[[], No
         httpd.server_close()
         thread.join(5)
 
-    return stop
+    return address, stop
