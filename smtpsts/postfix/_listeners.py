@@ -41,8 +41,7 @@ log = logging.getLogger("smtpsts.postfix.server")  # the server's one logger
 LISTEN_BACKLOG: Final = 1024
 """The listen() backlog of every listener."""
 
-ACCEPT_PAUSE: Final = 0.5
-"""Seconds accepting pauses after ``accept()`` failed for lack of descriptors or memory."""
+ACCEPT_PAUSE: Final = 0.5  # documented in smtpsts.postfix.server, which exports it
 
 _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _PEERCRED: Final = struct.Struct("3i")

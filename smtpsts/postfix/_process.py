@@ -37,8 +37,7 @@ __all__ = [
 
 log = logging.getLogger("smtpsts.postfix.server")  # the server's one logger
 
-LOOKUP_DESCRIPTOR_RESERVE: Final = 64
-"""Descriptors kept for DNS, HTTPS and store sockets at least (or a quarter of the limit)."""
+LOOKUP_DESCRIPTOR_RESERVE: Final = 64  # documented in smtpsts.postfix.server, which exports it
 
 BURST_INTERVAL: Final = 10.0
 """Repeats of one logged fault are summed up at most this often."""

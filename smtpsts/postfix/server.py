@@ -34,7 +34,7 @@ have DNSSEC-validated usable TLSA records, and if so the zone's DANE answer
 is given instead.
 
 This module holds :class:`PolicyServer` (lookups, answer cache, admission,
-lifecycle), :func:`run` and :func:`serve`; the rest of the server lives in
+lifecycle), :func:`run` and ``serve``; the rest of the server lives in
 
 - :mod:`smtpsts.postfix.dane_checker`: :class:`DaneChecker`, :func:`verdict_from`
   and the verdict reuse times;
@@ -44,8 +44,8 @@ lifecycle), :func:`run` and :func:`serve`; the rest of the server lives in
 - ``smtpsts.postfix._process``: :class:`BurstLog`, the descriptor budget
   (:func:`raise_nofile_limit`, :func:`connection_capacity`,
   :func:`lookup_capacity`) and :func:`sd_notify`;
-- ``smtpsts.postfix._build``: :func:`build_store`, :func:`build_resolver`,
-  :func:`build_dane`.
+- ``smtpsts.postfix._build``: ``build_store``, :func:`build_resolver`,
+  ``build_dane``.
 
 Every name importable from here before that split still is (the same
 objects), and every part logs to this module's logger,
@@ -70,19 +70,19 @@ from typing import Any, Final
 from smtpsts.cache import PolicyOutcome, PolicySource
 from smtpsts.exceptions import LocalFaultError, LookupTimeoutError
 from smtpsts.io.drivers import PolicyResolver
+from smtpsts.postfix import _build, _listeners, _process
 
 # The names marked F401 are not used here: they are importable from here as
 # they were before the split (see the module docstring), as the same objects.
 from smtpsts.postfix._build import (
-    DNS_CACHE_SIZE,
     build_dane,
     build_resolver,
     build_store,  # noqa: F401
 )
 from smtpsts.postfix._connection import _Connection
 from smtpsts.postfix._listeners import (
+    _PEERCRED,  # noqa: F401
     _RESOURCE_ERRNOS,  # noqa: F401
-    ACCEPT_PAUSE,
     LISTEN_BACKLOG,  # noqa: F401
     _bind_tcp,
     _bind_unix,
@@ -94,7 +94,6 @@ from smtpsts.postfix._listeners import (
 )
 from smtpsts.postfix._process import (
     BURST_INTERVAL,  # noqa: F401
-    LOOKUP_DESCRIPTOR_RESERVE,
     BurstLog,
     _open_descriptors,
     connection_capacity,
@@ -150,6 +149,16 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Defined where they are used, documented here, where they are exported.
+ACCEPT_PAUSE: Final = _listeners.ACCEPT_PAUSE
+"""Seconds accepting pauses after ``accept()`` failed for lack of descriptors or memory."""
+
+DNS_CACHE_SIZE: Final = _build.DNS_CACHE_SIZE
+"""DNS answers kept by the server's resolver cache."""
+
+LOOKUP_DESCRIPTOR_RESERVE: Final = _process.LOOKUP_DESCRIPTOR_RESERVE
+"""Descriptors kept for DNS, HTTPS and store sockets at least (or a quarter of the limit)."""
 
 DANE_BUDGET: Final = 0.5
 """Seconds a lookup with a live cached MTA-STS policy waits for a first DANE verdict."""
