@@ -13,6 +13,11 @@ reference identifier.
 
 Pure: no I/O and no clock (``now`` is a parameter). The DNS lookups and their
 DNSSEC status are the caller's business (:mod:`smtpsts.io`).
+
+The module is over 600 lines because the record model and the matching
+procedure of RFC 7672 §3 are read together: most of it is the private steps
+of :func:`match_tlsa` (selectors, digests, the DANE-TA chain check and its
+reference identifiers), which mean nothing on their own.
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ unusable and MTA-STS never rescues it, and under ``enforce`` the PKIX check
 must pass as well; with :attr:`Precedence.DANE_OVERRIDES_PKIX` a successful
 DANE authentication stands in for the PKIX check (the MX-pattern check is
 kept).
+
+The module is over 600 lines because the verdict types, :func:`plan` and
+:func:`decide` are one decision table: each private helper maps one kind of
+failure (TLS, PKIX, DANE, a missing policy) to its TLS-RPT result, and is
+read next to the branch of :func:`decide` that uses it.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ attempt the verdict still allows is retried in plaintext (STS-APPLY-15,
 DANE-14); nothing delivered: :func:`smtpsts.decision.defer_if_exhausted`, a
 temporary failure, never a bounce (STS-APPLY-09).
 
-Some 600 lines, most of them the documented values of the walk's six
-requests and ten results: one vocabulary, kept together.
+A little over 600 lines, most of them the documented values of the walk's
+six requests and ten results: one vocabulary, kept together.
 """
 
 from __future__ import annotations

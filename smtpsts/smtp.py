@@ -26,7 +26,7 @@ into an :class:`SMTPFailure`.
 
 :func:`submission` and its types live in :mod:`smtpsts.smtp_submission`
 (re-exported here); they use this module's private step helpers. What
-is left (about 650 lines, a little over the house's ~600) is kept together
+is left (a little over 600 lines, the house's limit) is kept together
 on purpose: the reply reader, the requests and the step helpers are private
 to the two STARTTLS conversations, and splitting them would make them API.
 """

@@ -926,13 +926,13 @@ class TestDescriptors:
 EMFILE_SERVER = r"""
 import asyncio, json, logging, os, resource, sys
 from smtpsts.io.drivers import DEFAULT_MAX_LOOKUPS, PolicyResolver
-from smtpsts.postfix import server as srv
+from smtpsts.postfix import _listeners, server as srv
 from smtpsts.postfix.config import ServerConfig
 from smtpsts.postfix.protocol import Zone
 from smtpsts.stores.memory import MemoryPolicyStore
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
-srv.ACCEPT_PAUSE = 0.05
+_listeners.ACCEPT_PAUSE = 0.05  # where the listener reads it
 
 async def main():
     config = ServerConfig(

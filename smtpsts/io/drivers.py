@@ -18,7 +18,7 @@ re-check before a bounce, a refresh run) is written once, as a generator in
 :func:`~smtpsts.io._drive.drive` or :func:`~smtpsts.io._drive.adrive` (issue
 11). The process-local view used on faults is :mod:`smtpsts.io._known`; the
 checks behind cache-first answers are :mod:`smtpsts.io._background`.
-This module stays above 600 lines because :class:`PolicyResolver` is one
+This module stays over 600 lines because :class:`PolicyResolver` is one
 public class whose sync and asyncio methods are all documented API; the
 logic it runs lives in those private modules.
 

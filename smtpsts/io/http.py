@@ -32,7 +32,7 @@ never a local fault: out of descriptors, buffers or memory (``EMFILE``,
 :class:`~smtpsts.LocalResourceError`, which is no verdict on the policy host
 and must start no fetch backoff (issue 17; RFC 8461 §10).
 
-The module is above 600 lines because it holds two public fetchers with
+The module is over 600 lines because it holds two public fetchers with
 their documented settings, the TLS context and ``connect_to`` parsing, and
 the one fetch conversation they share; the HTTP/1.1 exchange itself is in
 :mod:`smtpsts.io._http11`.

@@ -8,6 +8,11 @@ Everything binds to ``127.0.0.1`` on free ports, runs in daemon threads, and
 stops with its ``close()`` method (or the ``with`` block). Nothing needs root or the
 internet. Only the standard library, ``cryptography`` and ``dnspython``
 are used.
+
+The module is over 600 lines because it holds the lab's four servers (the
+CA, DNS, HTTPS and STARTTLS SMTP), which one lab starts together and which
+share the CA's certificates and the thread start and stop helpers; each
+server is a small protocol handler a test reads on its own.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ Tables (all prefixed ``rpt_`` so the file can be shared with other stores):
 
 :class:`SQLReportStore` implements every :class:`~smtpsts.tlsrpt.inbox.ReportStore`
 method on a DB-API connection; each method is one transaction.
+
+The module is over 600 lines because :class:`SQLReportStore` is every
+:class:`~smtpsts.tlsrpt.inbox.ReportStore` method for both dialects in one
+class (each method one transaction), kept next to the schema and
+migrations whose tables its queries name.
 """
 
 from __future__ import annotations

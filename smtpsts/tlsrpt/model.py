@@ -15,6 +15,11 @@ unknown policy and result types (kept as plain strings), a TLSA
 ``policy-string`` wrapped in one JSON-encoded string; ``null``, ``""`` and a
 missing member mean the same. Anything else raises
 :class:`~smtpsts.tlsrpt.ReportSyntaxError` naming the JSON path.
+
+The module is over 600 lines because the tolerant reader (``_Reader``,
+about 220 lines: one method per schema object, each naming its JSON path in
+errors) sits next to the value types it builds and whose
+:meth:`~Report.to_json` it must read back.
 """
 
 from __future__ import annotations
