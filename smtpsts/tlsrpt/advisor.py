@@ -37,6 +37,9 @@ organisation's own failure rate.
 yields an :class:`Alert` for a failure rate over a threshold, a sending
 organisation or a result type failing that did not fail before, and reports
 that stopped arriving.
+
+The module is over 600 lines because the verdict and the alerts read the same
+numbers and thresholds, and each input type documents what it holds.
 """
 
 from __future__ import annotations
