@@ -21,17 +21,6 @@ PACKAGE = Path(smtpsts.__file__).parent
 EXCLUDED = ("lab/scorecard/",)
 PHRASE = "over 600 lines"
 
-# Being split/edited in issue 11/12/13 work; remove when they are.
-ALLOWED = frozenset(
-    {
-        "io/tlsrpt_send.py",
-        "io/check.py",
-        "policy.py",
-        "tlsrpt/inbox.py",
-        "mx.py",
-    }
-)
-
 
 def _modules() -> list[str]:
     return sorted(
@@ -55,18 +44,11 @@ LONG = [m for m in _modules() if _lines(m) > LIMIT]
 
 @pytest.mark.parametrize("module", LONG)
 def test_long_module_says_why(module: str) -> None:
-    """Issue 11 item 5: a module over 600 lines states why in its docstring (unless allowed)."""
-    if module in ALLOWED:
-        pytest.skip(f"{module}: being split/edited in issue 11/12/13 work")
+    """Issue 11 item 5: a module over 600 lines states why in its docstring."""
     assert PHRASE in _docstring(module), (
         f"smtpsts/{module} has {_lines(module)} lines: say why in its module docstring, "
         f"in a sentence containing {PHRASE!r}, or split it"
     )
-
-
-def test_allow_list_names_modules() -> None:
-    """The temporary allow-list names only modules that exist (a moved one is dropped from it)."""
-    assert [] == sorted(m for m in ALLOWED if not (PACKAGE / m).is_file())
 
 
 def test_finds_the_long_modules() -> None:

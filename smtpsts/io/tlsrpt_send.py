@@ -44,6 +44,10 @@ deadline, the exchange of :mod:`smtpsts.io._http11`). The outbox's table is
 ``Outbox``. :func:`asend_due_reports` runs the same round on asyncio.
 The names this module has always exported (``retry_at``, ``OutboxItem``,
 ``DeliveryResult``, the defaults) are the core's objects.
+
+The module is over 600 lines because of :class:`ReportSender`'s settings,
+each documented, and the round's blocking and asyncio drivers; the decisions
+are in :mod:`smtpsts.tlsrpt.outbox` and the POST in ``io/_rua_post.py``.
 """
 
 from __future__ import annotations
