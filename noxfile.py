@@ -85,6 +85,7 @@ ADAPTERS = [
     "smtpsts/lab/*",
     "smtpsts/__main__.py",
 ]
+SCORECARD = "smtpsts/lab/scorecard/*"
 # Every group of CONFORMANCE.md must stay fully covered by tests or vectors.
 REQUIRED_CONFORMANCE = [
     "STS-REC",
@@ -183,8 +184,19 @@ def coverage(session: nox.Session) -> None:
     session.run("coverage", "combine", success_codes=[0, 1])
     # The sans-I/O core: every branch (STYLE.md §3.6).
     session.run("coverage", "report", "--omit", ",".join(ADAPTERS), "--fail-under", "100")
-    # Adapters, stores and the command line: at least 95%.
-    session.run("coverage", "report", "--include", ",".join(ADAPTERS), "--fail-under", "95")
+    # Adapters, stores and the command line: at least 95%. The scorecard runs in a process of
+    # its own network namespace, which coverage does not follow; tests/test_scorecard.py runs
+    # every cell of it and checks each one.
+    session.run(
+        "coverage",
+        "report",
+        "--include",
+        ",".join(ADAPTERS),
+        "--omit",
+        SCORECARD,
+        "--fail-under",
+        "95",
+    )
 
 
 @nox.session(python=PYTHON)

@@ -32,6 +32,8 @@ from smtpsts.stores.sqlite import SCHEMA_VERSION, SQLitePolicyStore, StoreVersio
 
 DAY = timedelta(days=1)
 # Redis expires keys by the wall clock, so entries are built around the real now.
+# Fixed at import: entries are relative to it and must outlive a long test run
+# (the negative and backoff ones last hours, not minutes).
 T0 = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -55,11 +57,11 @@ def policy_entry(
 
 
 def negative_entry(domain: str = "example.com") -> CacheEntry:
-    return CacheEntry(domain, negative_until=T0 + timedelta(seconds=300))
+    return CacheEntry(domain, negative_until=T0 + timedelta(hours=6))
 
 
 def backoff_entry(domain: str = "example.com") -> CacheEntry:
-    return CacheEntry(domain, backoff_until=T0 + timedelta(seconds=300), backoff_id="b")
+    return CacheEntry(domain, backoff_until=T0 + timedelta(hours=6), backoff_id="b")
 
 
 @pytest.fixture(scope="module")
