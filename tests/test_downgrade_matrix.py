@@ -742,6 +742,9 @@ def _check_deliver(attack: str, record: Record) -> None:
     spec = ATTACKS[attack]
     learned: Seen = record.learned.value if record.learned else None  # type: ignore[assignment]
     assert learned is not None, str(record)
+    # The policy was learned: without it there is no cached policy to defend.
+    assert learned.outcome is not None, f"learned: {record!s}"
+    assert Mode.ENFORCE == learned.outcome.mode, f"learned: no policy: {record!s}"
     assert DeliveryStatus.CONNECTED == learned.status, str(record)
     assert [("good.example.net", True, True, "Deliver")] == [
         a for a in learned.attempts if a[0] == "good.example.net"
