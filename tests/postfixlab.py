@@ -32,29 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["PostfixLab"]
+from smtpsts.lab.scorecard.columns import postfix_main, write_postfix_config
 
-MASTER_CF = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+__all__ = ["PostfixLab"]
 
 
 class PostfixLab:
@@ -92,38 +72,14 @@ class PostfixLab:
         self.hosts.write_text(
             "127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {d}\n" for d in self.routes)
         )
-        main = {
-            "compatibility_level": "3.6",
-            "queue_directory": str(self.queue),
-            "data_directory": str(self.data),
-            "myhostname": "sender.lab.test",
-            "mydomain": "lab.test",
-            "mydestination": "",
-            "inet_interfaces": "loopback-only",
-            "inet_protocols": "ipv4",
-            "alias_maps": "",
-            "alias_database": "",
-            "maillog_file": str(self.log),
-            "maillog_file_prefixes": str(self.dir),
-            "transport_maps": f"texthash:{self.config / 'transport'}",
-            "smtp_host_lookup": "native",
-            "smtp_tls_security_level": "may",
-            "smtp_tls_CAfile": str(self.cafile),
-            "smtp_tls_policy_maps": self.policy_map,
-            "smtp_tls_loglevel": "1",
-            "smtp_connect_timeout": "5s",
-            "queue_run_delay": "1s",
-            "minimal_backoff_time": "1s",
-            "maximal_backoff_time": "2s",
-            "shlib_directory": "/usr/lib/postfix",
-            "meta_directory": "/etc/postfix",
-        }
-        (self.config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
-        (self.config / "master.cf").write_text(MASTER_CF)
-        for name in ("dynamicmaps.cf", "postfix-files"):
-            source = Path("/etc/postfix") / name
-            if source.exists():
-                shutil.copy(source, self.config / name)
+        main = postfix_main(
+            self.dir,
+            self.cafile,
+            transport_maps=f"texthash:{self.config / 'transport'}",
+            smtp_host_lookup="native",
+            smtp_tls_policy_maps=self.policy_map,
+        )
+        write_postfix_config(self.config, main)
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=check)

@@ -142,7 +142,7 @@ def _io_deliver(world: World, scenarios: Sequence[Scenario], tmp: Path) -> dict[
 
 # --------------------------------------------------------------------------- Postfix
 
-_MASTER_CF = """\
+MASTER_CF = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -165,6 +165,60 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+def postfix_main(directory: Path, cafile: Path, **changes: str) -> dict[str, str]:
+    """
+    The ``main.cf`` of a private Postfix under *directory* (spool, data, log in it).
+
+    Args:
+        directory: The instance's directory (``spool/``, ``data/``, ``maillog``).
+        cafile: The CA bundle its SMTP client trusts.
+        changes: Settings to add or replace.
+
+    Returns:
+        The settings, in order.
+    """
+    main = {
+        "compatibility_level": "3.6",
+        "queue_directory": str(directory / "spool"),
+        "data_directory": str(directory / "data"),
+        "myhostname": "sender.lab.test",
+        "mydomain": "lab.test",
+        "mydestination": "",
+        "inet_interfaces": "loopback-only",
+        "inet_protocols": "ipv4",
+        "alias_maps": "",
+        "alias_database": "",
+        "maillog_file": str(directory / "maillog"),
+        "maillog_file_prefixes": str(directory),
+        "smtp_tls_security_level": "may",
+        "smtp_tls_CAfile": str(cafile),
+        "smtp_tls_loglevel": "1",
+        "smtp_connect_timeout": "5s",
+        "queue_run_delay": "1s",
+        "minimal_backoff_time": "1s",
+        "maximal_backoff_time": "2s",
+        "shlib_directory": "/usr/lib/postfix",
+        "meta_directory": "/etc/postfix",
+    }
+    main.update(changes)
+    return main
+
+
+def write_postfix_config(config: Path, main: dict[str, str]) -> None:
+    """
+    Write ``main.cf``, ``master.cf`` and Debian's map files into *config*.
+
+    Args:
+        config: The instance's configuration directory.
+        main: The ``main.cf`` settings.
+    """
+    (config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
+    (config / "master.cf").write_text(MASTER_CF)
+    for name in ("dynamicmaps.cf", "postfix-files"):
+        if (Path("/etc/postfix") / name).exists():
+            shutil.copy(Path("/etc/postfix") / name, config / name)
+
+
 class _Postfix:
     """A private Postfix instance; MX selection by DNS through the namespace's resolver."""
 
@@ -175,42 +229,19 @@ class _Postfix:
         for d in (self.config, self.dir / "spool", self.dir / "data"):
             d.mkdir(parents=True, exist_ok=True)
         shutil.chown(self.dir / "data", "postfix", "postfix")
-        main = {
-            "compatibility_level": "3.6",
-            "queue_directory": str(self.dir / "spool"),
-            "data_directory": str(self.dir / "data"),
-            "myhostname": "sender.lab.test",
-            "mydomain": "lab.test",
-            "mydestination": "",
-            "inet_interfaces": "loopback-only",
-            "inet_protocols": "ipv4",
-            "alias_maps": "",
-            "alias_database": "",
-            "maillog_file": str(self.log),
-            "maillog_file_prefixes": str(self.dir),
+        main = postfix_main(
+            self.dir,
+            cafile,
             # Debian's defaults for a sending MTA: opportunistic TLS, MX by DNS.
-            "smtp_host_lookup": "dns",
-            "smtp_tls_security_level": "may",
-            "smtp_tls_CAfile": str(cafile),
-            "smtp_tls_loglevel": "1",
+            smtp_host_lookup="dns",
             # Every message opens its own session, so the attacker's move is
             # seen (no cached connection or TLS session from the priming).
-            "smtp_connection_cache_on_demand": "no",
-            "smtp_tls_session_cache_database": "",
-            "smtp_connect_timeout": "5s",
-            "queue_run_delay": "1s",
-            "minimal_backoff_time": "1s",
-            "maximal_backoff_time": "2s",
-            "shlib_directory": "/usr/lib/postfix",
-            "meta_directory": "/etc/postfix",
-        }
+            smtp_connection_cache_on_demand="no",
+            smtp_tls_session_cache_database="",
+        )
         if policy_map is not None:
             main["smtp_tls_policy_maps"] = policy_map
-        (self.config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
-        (self.config / "master.cf").write_text(_MASTER_CF)
-        for name in ("dynamicmaps.cf", "postfix-files"):
-            if (Path("/etc/postfix") / name).exists():
-                shutil.copy(Path("/etc/postfix") / name, self.config / name)
+        write_postfix_config(self.config, main)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 -- Postfix's own tools, no shell
