@@ -450,15 +450,14 @@ class DNSServer:
             )
         )
 
-    def start(self) -> Self:
+    def handlers(
+        self,
+    ) -> tuple[type[socketserver.BaseRequestHandler], type[socketserver.BaseRequestHandler]]:
         """
-        Bind UDP and TCP on one free port and serve.
+        The UDP and TCP request handlers that answer with :meth:`respond`.
 
         Returns:
-            The server.
-
-        Raises:
-            OSError: No free port was found.
+            ``(udp, tcp)``: TCP messages are length-prefixed (RFC 1035 §4.2.2).
         """
         server = self
 
@@ -481,6 +480,19 @@ class DNSServer:
                             return
                         sock.sendall(struct.pack("!H", len(reply)) + reply)
 
+        return UDPHandler, TCPHandler
+
+    def start(self) -> Self:
+        """
+        Bind UDP and TCP on one free port and serve.
+
+        Returns:
+            The server.
+
+        Raises:
+            OSError: No free port was found.
+        """
+        UDPHandler, TCPHandler = self.handlers()  # noqa: N806 -- classes
         for _ in range(50):  # pragma: no branch
             udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), UDPHandler)
             try:

@@ -16,7 +16,6 @@ import hashlib
 import socket
 import socketserver
 import ssl
-import struct
 import tempfile
 from pathlib import Path
 from typing import Self
@@ -30,7 +29,6 @@ from smtpsts.lab.servers import (
     HTTPSServer,
     Issued,
     SMTPServer,
-    _recv_exact,
     _serve,
     _TLSServer,
     server_context,
@@ -110,27 +108,7 @@ class _UDPServer(socketserver.ThreadingUDPServer):
 
 class _DNS(DNSServer):
     def start(self) -> Self:
-        server = self
-
-        class UDPHandler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                data, sock = self.request
-                reply = server.respond(data, udp=True)
-                if reply is not None:
-                    sock.sendto(reply, self.client_address)
-
-        class TCPHandler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sock: socket.socket = self.request
-                sock.settimeout(_IDLE)
-                with contextlib.suppress(OSError):
-                    while (head := _recv_exact(sock, 2)) is not None:
-                        data = _recv_exact(sock, struct.unpack("!H", head)[0])
-                        reply = None if data is None else server.respond(data)
-                        if reply is None:
-                            return
-                        sock.sendall(struct.pack("!H", len(reply)) + reply)
-
+        UDPHandler, TCPHandler = self.handlers()  # noqa: N806 -- classes
         udp = _UDPServer((POLICY_HOST, 53), UDPHandler)
         tcp = _TLSServer((POLICY_HOST, 53), TCPHandler)
         self.port = 53
