@@ -10,7 +10,6 @@ refused before anything starts. Needs the ``server`` extra.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,12 +93,9 @@ def is_loopback_listen(host: str) -> bool:
     Returns:
         ``True`` for ``localhost``, ``127.0.0.0/8`` and ``::1``.
     """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from smtpsts.io._resolver import is_loopback  # noqa: PLC0415
+
+    return host.lower() == "localhost" or is_loopback(host)
 
 
 def register_dashboard(tsub: Any) -> None:
